@@ -1,0 +1,192 @@
+"""Typed, versioned records shared by every layer: tasks, scores, trace events, traces and rollouts.
+
+These are the contracts between the suite, the runtime, the evaluator and the ledger. They are pydantic
+models so every file the tool writes (trace JSONL, cache entries) validates on the way back in.
+"""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from typing import Annotated, Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field
+
+SCHEMA_VERSION = 1
+"""Bumped whenever a record's shape changes incompatibly; stored in every trace line."""
+
+SPLITS = ("train", "val", "test")
+
+
+def utcnow() -> datetime:
+    return datetime.now(UTC)
+
+
+class Task(BaseModel):
+    """One benchmark task.
+
+    Only `id` and `input` ever cross into the sandboxed harness process; `expected` and `metadata`
+    stay in the parent where the scorer uses them, so harness code can never read a gold answer.
+    """
+
+    model_config = ConfigDict(frozen=True)
+
+    id: str = Field(description="Stable id, unique within the suite.")
+    input: dict[str, Any] = Field(description="What the agent is given (rendered into its prompts).")
+    expected: Any = Field(default=None, description="Gold answer or state; parent-side only.")
+    metadata: dict[str, Any] = Field(default_factory=dict, description="Parent-side extras.")
+
+
+class Score(BaseModel):
+    """A scorer's verdict on one rollout."""
+
+    score: float = Field(ge=0.0, le=1.0, description="Score in [0, 1].")
+    passed: bool = Field(description="Whether the rollout counts as a success (pass rate, pass^k).")
+    feedback: str = Field(default="", description="Text a proposer may read (train split only).")
+
+
+ErrorKind = Literal[
+    "timeout",  # wall-time limit
+    "step_limit",  # too many ctx.llm / ctx.call_tool steps
+    "token_limit",
+    "cost_limit",
+    "crash",  # exception in harness code or the child died
+    "memory",  # memory limit hit
+    "llm_error",  # the model call failed after retries
+    "sandbox",  # the sandbox could not start the harness
+    "invalid_output",  # run() returned something that is not JSON-serialisable
+]
+
+
+class LLMCallEvent(BaseModel):
+    type: Literal["llm"] = "llm"
+    model: str
+    messages: list[dict[str, Any]]
+    tools: list[dict[str, Any]] | None = None
+    params: dict[str, Any] = Field(default_factory=dict)
+    response: dict[str, Any] | None = Field(default=None, description="The assistant message returned.")
+    tokens_in: int = 0
+    tokens_out: int = 0
+    cost_usd: float = 0.0
+    latency_s: float = 0.0
+    cached: bool = False
+    error: str | None = None
+
+
+class ToolCallEvent(BaseModel):
+    type: Literal["tool"] = "tool"
+    name: str
+    args: dict[str, Any] = Field(default_factory=dict)
+    result: Any = None
+    error: str | None = Field(default=None, description="Tool error text returned to the agent.")
+    latency_s: float = 0.0
+
+
+class LogEvent(BaseModel):
+    type: Literal["log"] = "log"
+    message: str
+    data: dict[str, Any] = Field(default_factory=dict)
+
+
+class OutputEvent(BaseModel):
+    type: Literal["output"] = "output"
+    output: Any
+
+
+class ErrorEvent(BaseModel):
+    type: Literal["error"] = "error"
+    kind: str
+    reason: str
+
+
+TraceEvent = Annotated[
+    LLMCallEvent | ToolCallEvent | LogEvent | OutputEvent | ErrorEvent, Field(discriminator="type")
+]
+
+
+class RolloutKey(BaseModel):
+    """What makes two rollouts 'the same': re-evaluating an identical key is served from the ledger."""
+
+    model_config = ConfigDict(frozen=True)
+
+    version_hash: str
+    suite: str
+    split: str
+    task_id: str
+    trial: int
+    model: str
+
+
+class Trace(BaseModel):
+    """Everything that happened in one rollout; one line of a trace JSONL file."""
+
+    schema_version: int = SCHEMA_VERSION
+    run_id: str
+    key: RolloutKey
+    task_input: dict[str, Any]
+    events: list[TraceEvent] = Field(default_factory=list)
+    output: Any = None
+    score: float = 0.0
+    passed: bool = False
+    feedback: str = ""
+    error: str | None = None
+    error_detail: str | None = None
+    started: datetime = Field(default_factory=utcnow)
+    ended: datetime | None = None
+
+
+class Rollout(BaseModel):
+    """One row of the ledger's `rollouts` table: the figures of one trace, and where the trace is."""
+
+    run_id: str
+    version_hash: str
+    suite: str
+    split: str
+    task_id: str
+    trial: int
+    model: str
+    score: float
+    passed: bool
+    cost_usd: float = 0.0
+    tokens_in: int = 0
+    tokens_out: int = 0
+    latency_s: float = 0.0
+    n_llm_calls: int = 0
+    n_tool_calls: int = 0
+    error: str | None = None
+    error_detail: str | None = None
+    feedback: str = ""
+    trace_ref: str | None = Field(default=None, description="'<file relative to the traces dir>#<byte offset>'.")
+    created: datetime = Field(default_factory=utcnow)
+
+    @property
+    def key(self) -> RolloutKey:
+        return RolloutKey(
+            version_hash=self.version_hash,
+            suite=self.suite,
+            split=self.split,
+            task_id=self.task_id,
+            trial=self.trial,
+            model=self.model,
+        )
+
+    @classmethod
+    def from_trace(cls, trace: Trace, trace_ref: str | None = None) -> Rollout:
+        llm = [e for e in trace.events if isinstance(e, LLMCallEvent)]
+        tools = [e for e in trace.events if isinstance(e, ToolCallEvent)]
+        latency = (trace.ended - trace.started).total_seconds() if trace.ended else 0.0
+        return cls(
+            run_id=trace.run_id,
+            **trace.key.model_dump(),
+            score=trace.score,
+            passed=trace.passed,
+            cost_usd=sum(e.cost_usd for e in llm),
+            tokens_in=sum(e.tokens_in for e in llm),
+            tokens_out=sum(e.tokens_out for e in llm),
+            latency_s=latency,
+            n_llm_calls=len(llm),
+            n_tool_calls=len(tools),
+            error=trace.error,
+            error_detail=trace.error_detail,
+            feedback=trace.feedback,
+            trace_ref=trace_ref,
+        )

@@ -1,0 +1,26 @@
+"""Test isolation: every test gets its own harness-opt home, ledger, cache and traces directory."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+REPO = Path(__file__).resolve().parents[1]
+SHARED_DATA = REPO.parent / "shared" / "data"
+
+
+@pytest.fixture(autouse=True)
+def isolated_home(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    home = tmp_path / "home"
+    monkeypatch.setenv("HARNESS_OPT_HOME", str(home))
+    monkeypatch.setenv("HARNESS_OPT_TRACES", str(home / "traces"))
+    monkeypatch.delenv("HARNESS_OPT_LEDGER", raising=False)
+    monkeypatch.delenv("HARNESS_OPT_CACHE_DIR", raising=False)
+    monkeypatch.setenv("LITELLM_LOCAL_MODEL_COST_MAP", "True")
+    return home
+
+
+@pytest.fixture
+def repo_root() -> Path:
+    return REPO

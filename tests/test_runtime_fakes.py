@@ -1,0 +1,64 @@
+"""Shared test doubles for the runtime tests: fake model calls, a tiny environment, fixture loading.
+
+Holds no tests itself; the runtime test modules import from it.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from pathlib import Path
+from typing import Any
+
+from harness_opt.harness.version import HarnessVersion
+from harness_opt.llm.types import LLMRequest, LLMResult
+from harness_opt.records import Task
+from harness_opt.suites.base import ToolError
+
+FIXTURES = Path(__file__).parent / "fixtures" / "harnesses"
+
+
+def fixture_version(name: str) -> HarnessVersion:
+    return HarnessVersion.load(FIXTURES / name)
+
+
+class LookupEnv:
+    """`lookup` doubles its key; an empty key is a ToolError; anything else is unknown."""
+
+    def __init__(self) -> None:
+        self.calls: list[tuple[str, dict[str, Any]]] = []
+
+    def call_tool(self, name: str, args: dict[str, Any]) -> Any:
+        self.calls.append((name, args))
+        if name != "lookup":
+            raise ToolError(f"unknown tool {name!r}")
+        if not args.get("key"):
+            raise ToolError("key is empty")
+        return {"value": args["key"] * 2}
+
+
+class FakeLLM:
+    """Answers instantly (or after `delay_s`) and reports fixed usage; records every request."""
+
+    def __init__(self, content: str = "hi", tokens: int = 15, cost: float = 0.0, delay_s: float = 0.0,
+                 fail: Exception | None = None) -> None:
+        self.content = content
+        self.tokens = tokens
+        self.cost = cost
+        self.delay_s = delay_s
+        self.fail = fail
+        self.requests: list[LLMRequest] = []
+
+    async def __call__(self, req: LLMRequest) -> LLMResult:
+        self.requests.append(req)
+        if self.delay_s:
+            await asyncio.sleep(self.delay_s)
+        if self.fail is not None:
+            raise self.fail
+        return LLMResult(
+            message={"role": "assistant", "content": self.content},
+            tokens_in=self.tokens - self.tokens // 3, tokens_out=self.tokens // 3, cost_usd=self.cost,
+        )
+
+
+def task(task_id: str = "t1", **inputs: Any) -> Task:
+    return Task(id=task_id, input=inputs, expected="GOLD-ANSWER-SECRET", metadata={"note": "METADATA-SECRET"})

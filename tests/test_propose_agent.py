@@ -1,0 +1,221 @@
+"""The `agent` proposer with fake coding agents: small Python scripts run as the agent command."""
+
+from __future__ import annotations
+
+import shlex
+import sys
+import textwrap
+from pathlib import Path
+
+import pytest
+
+from harness_opt.errors import UserError
+from harness_opt.propose.agent_cli import AgentCLIProposer, bwrap_path, parse_hypothesis
+from harness_opt.propose.base import HistoryEntry, ProposalInput, Proposer
+from harness_opt.records import RolloutKey, Task, ToolCallEvent, Trace
+
+FILES = {
+    "harness.toml": "[harness]\nname = 'clf'\n",
+    "prompts/system.j2": "Classify the query.\n",
+    "tools.json": "[]\n",
+    "agent.py": "def run(task, ctx):\n    return 'x'\n",
+}
+NEEDS_BWRAP = pytest.mark.skipif(bwrap_path() is None, reason="bubblewrap cannot create a sandbox here")
+
+
+def trace(task_id: str, passed: bool) -> Trace:
+    return Trace(
+        run_id="r",
+        key=RolloutKey(
+            version_hash="h", suite="banking77", split="train", task_id=task_id, trial=0, model="m"
+        ),
+        task_input={"text": f"query {task_id}"},
+        events=[ToolCallEvent(name="lookup", args={"q": task_id}, result=f"RESULT-{task_id}")],
+        output="x",
+        passed=passed,
+        score=float(passed),
+        feedback=f"FEEDBACK-{task_id}",
+    )
+
+
+def make_input() -> ProposalInput:
+    return ProposalInput(
+        agent="clf",
+        version_label="clf@v0001",
+        files=FILES,
+        editable=("prompts/*.j2", "tools.json", "agent.py"),
+        suite="banking77",
+        failing_traces=[trace("t1", False), trace("t2", False)],
+        passing_traces=[trace("t3", True)],
+        train_tasks=[Task(id="t1", input={}, expected="card_lost")],
+        history=[
+            HistoryEntry(
+                iteration=1,
+                candidate="clf@v0002",
+                proposer="agent",
+                mechanism="few-shot",
+                hypothesis="HIST-1",
+                outcome="rejected",
+            )
+        ],
+    )
+
+
+def fake_agent(tmp_path: Path, body: str) -> tuple[str, Path]:
+    """A 'coding agent': a Python script run with the work dir as its cwd and first argument."""
+    script = tmp_path / "fake_agent.py"
+    script.write_text(
+        "import os, sys\nfrom pathlib import Path\nwd = Path(sys.argv[1])\n" + textwrap.dedent(body)
+    )
+    return f"{shlex.quote(sys.executable)} {shlex.quote(str(script))} {{workdir}}", script
+
+
+EDITING_AGENT = """
+    assert Path.cwd() == wd
+    must = ["INSTRUCTIONS.md", "history.md", "train_tasks.jsonl", "traces/failing.md", "traces/failing.jsonl",
+            "traces/passing.md", "harness/prompts/system.j2", "harness/agent.py"]
+    missing = [m for m in must if not (wd / m).is_file()]
+    if missing:
+        sys.exit(f"missing {missing}")
+    failing = (wd / "traces/failing.md").read_text()
+    assert "RESULT-t1" in failing and "FEEDBACK-t2" in failing, failing
+    assert "HIST-1" in (wd / "history.md").read_text()
+    assert "prompts/*.j2" in (wd / "INSTRUCTIONS.md").read_text()
+    (wd / "harness/prompts/system.j2").write_text("Classify the query. Answer with one label.\\n")
+    (wd / "harness/harness.toml").write_text("tampered")
+    (wd / "HYPOTHESIS.md").write_text("mechanism: answer format\\nOne label only.\\nFewer parse errors.\\n")
+    print("done editing")
+"""
+
+
+@pytest.mark.parametrize("sandbox", ["auto", "none"])
+def test_fake_agent_edit_becomes_a_proposal(tmp_path: Path, sandbox: str) -> None:
+    command, script = fake_agent(tmp_path, EDITING_AGENT)
+    proposer = AgentCLIProposer(command, sandbox=sandbox, ro_binds=[script], timeout_s=60)  # type: ignore[arg-type]
+    assert isinstance(proposer, Proposer)
+    out = proposer.propose(make_input(), 1)
+
+    assert len(out) == 1, proposer.notes
+    p = out[0]
+    assert p.proposer == "agent"
+    assert p.edits == {"prompts/system.j2": "Classify the query. Answer with one label.\n"}
+    assert p.mechanism == "answer format"
+    assert p.hypothesis == "One label only. Fewer parse errors."
+    assert any("harness.toml" in d and "not editable" in d for d in p.meta["dropped_edits"])
+    assert "done editing" in p.meta["output_tail"]
+    assert p.meta["sandbox"] == ("none" if sandbox == "none" else ("bwrap" if bwrap_path() else "none"))
+
+
+@NEEDS_BWRAP
+def test_sandboxed_agent_cannot_read_val_data_or_the_project(tmp_path: Path, repo_root: Path) -> None:
+    val = tmp_path / "suite" / "val.jsonl"
+    val.parent.mkdir()
+    val.write_text("VAL-SECRET-LABEL\n")
+    body = f"""
+    report = []
+    for target in [{str(val)!r}, {str(repo_root / "pyproject.toml")!r}, {str(repo_root)!r}]:
+        try:
+            p = Path(target)
+            data = p.read_text() if p.is_file() else " ".join(os.listdir(p))
+            report.append(f"LEAKED {{target}}: {{data[:80]}}")
+        except OSError as exc:
+            report.append(f"blocked {{target}}: {{type(exc).__name__}}")
+    (wd / "harness/prompts/system.j2").write_text("\\n".join(report))
+    (wd / "HYPOTHESIS.md").write_text("mechanism: escape\\ntry")
+    """
+    command, script = fake_agent(tmp_path, body)
+    out = AgentCLIProposer(command, sandbox="bwrap", ro_binds=[script]).propose(make_input(), 1)
+
+    report = out[0].edits["prompts/system.j2"]
+    assert report is not None
+    assert "LEAKED" not in report and "VAL-SECRET" not in report, report
+    assert report.count("blocked") == 3  # the val file, a project file, the project directory
+
+
+@NEEDS_BWRAP
+def test_home_inside_the_sandbox_is_empty(tmp_path: Path) -> None:
+    body = """
+    (wd / "harness/prompts/system.j2").write_text(repr(sorted(os.listdir(os.environ["HOME"]))))
+    """
+    command, script = fake_agent(tmp_path, body)
+    out = AgentCLIProposer(command, sandbox="bwrap", ro_binds=[script]).propose(make_input(), 1)
+    assert out[0].edits["prompts/system.j2"] == "[]"
+
+
+def test_environment_keeps_only_the_pass_through_list(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("OPENAI_API_KEY", "sk-agent")
+    monkeypatch.setenv("HARNESS_OPT_SECRET", "nope")
+    monkeypatch.setenv("MY_TOKEN", "nope")
+    body = """
+    names = sorted(k for k in os.environ if k in ("OPENAI_API_KEY", "HARNESS_OPT_SECRET", "MY_TOKEN", "PATH"))
+    (wd / "harness/prompts/system.j2").write_text(" ".join(names))
+    """
+    command, script = fake_agent(tmp_path, body)
+    out = AgentCLIProposer(command, ro_binds=[script]).propose(make_input(), 1)
+    assert out[0].edits["prompts/system.j2"] == "OPENAI_API_KEY PATH"
+    assert out[0].mechanism == "unstated"  # no HYPOTHESIS.md written
+
+
+def test_timeout_gives_no_proposal(tmp_path: Path) -> None:
+    command, script = fake_agent(
+        tmp_path,
+        """
+    import time
+    (wd / "harness/prompts/system.j2").write_text("half-done")
+    time.sleep(30)
+    """,
+    )
+    proposer = AgentCLIProposer(command, ro_binds=[script], timeout_s=1.5)
+    out = proposer.propose(make_input(), 1)
+    assert out == []
+    assert "timed out" in proposer.notes[0]
+
+
+def test_failed_agent_and_no_change_give_no_proposal(tmp_path: Path) -> None:
+    command, script = fake_agent(
+        tmp_path,
+        """
+    (wd / "harness/prompts/system.j2").write_text("half-done")
+    sys.exit(3)
+    """,
+    )
+    proposer = AgentCLIProposer(command, ro_binds=[script])
+    assert proposer.propose(make_input(), 1) == []
+    assert "status 3" in proposer.notes[0]
+
+    command, script = fake_agent(tmp_path, "print('looked, changed nothing')\n")
+    proposer = AgentCLIProposer(command, ro_binds=[script])
+    assert proposer.propose(make_input(), 2) == []
+    assert len(proposer.notes) == 2 and "no editable file" in proposer.notes[0]
+
+
+def test_each_candidate_is_told_the_mechanisms_already_proposed(tmp_path: Path) -> None:
+    command, script = fake_agent(
+        tmp_path,
+        """
+    instructions = (wd / "INSTRUCTIONS.md").read_text()
+    n = instructions.count("Already proposed")
+    (wd / "harness/agent.py").write_text(f"# candidate {n}\\n")
+    (wd / "HYPOTHESIS.md").write_text(f"mechanism: m{n}\\nh")
+    """,
+    )
+    out = AgentCLIProposer(command, ro_binds=[script]).propose(make_input(), 2)
+    assert [p.mechanism for p in out] == ["m0", "m1"]
+    assert out[1].edits == {"agent.py": "# candidate 1\n"}
+
+
+def test_missing_command_is_a_user_error() -> None:
+    with pytest.raises(UserError, match="not found"):
+        AgentCLIProposer("definitely-not-a-coding-agent --go")
+    with pytest.raises(UserError, match="empty"):
+        AgentCLIProposer("  ")
+
+
+def test_parse_hypothesis() -> None:
+    assert parse_hypothesis("# mechanism: tool retry\n\nRetry failed lookups.\n") == (
+        "tool retry",
+        "Retry failed lookups.",
+    )
+    assert parse_hypothesis("Just a sentence.") == ("", "Just a sentence.")

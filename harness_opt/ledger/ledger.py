@@ -1,0 +1,287 @@
+"""The `Ledger`: every version, run, rollout, decision and experiment, in one DuckDB file.
+
+The ledger never holds the file open between calls (see `connection.py`): each write opens,
+appends in one transaction, commits and closes, so a row is durable once its call returns, and read
+commands in another terminal get the file between batches. Callers writing many rows (the evaluator)
+batch them: one `add_rollouts` of 50 rows costs about the same as one of 1 row.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Sequence
+from contextlib import AbstractContextManager
+from pathlib import Path
+from typing import Any
+
+import duckdb
+
+from harness_opt import home
+from harness_opt.errors import LedgerError
+from harness_opt.ledger.connection import connect
+from harness_opt.ledger.migrations import migrate, schema
+from harness_opt.ledger.rows import DecisionRow, ExperimentRow, RunKind, RunRow, VersionRow
+from harness_opt.records import Rollout, RolloutKey, utcnow
+
+ROLLOUT_COLUMNS: tuple[tuple[str, str], ...] = (
+    ("run_id", "VARCHAR"),
+    ("version_hash", "VARCHAR"),
+    ("suite", "VARCHAR"),
+    ("split", "VARCHAR"),
+    ("task_id", "VARCHAR"),
+    ("trial", "INTEGER"),
+    ("model", "VARCHAR"),
+    ("score", "DOUBLE"),
+    ("passed", "BOOLEAN"),
+    ("cost_usd", "DOUBLE"),
+    ("tokens_in", "BIGINT"),
+    ("tokens_out", "BIGINT"),
+    ("latency_s", "DOUBLE"),
+    ("n_llm_calls", "INTEGER"),
+    ("n_tool_calls", "INTEGER"),
+    ("error", "VARCHAR"),
+    ("error_detail", "VARCHAR"),
+    ("feedback", "VARCHAR"),
+    ("trace_ref", "VARCHAR"),
+    ("created", "TIMESTAMPTZ"),
+)
+_KEY_COLUMNS: tuple[tuple[str, str], ...] = (
+    ("version_hash", "VARCHAR"),
+    ("suite", "VARCHAR"),
+    ("split", "VARCHAR"),
+    ("task_id", "VARCHAR"),
+    ("trial", "INTEGER"),
+    ("model", "VARCHAR"),
+)
+_KEY_NAMES = ", ".join(name for name, _ in _KEY_COLUMNS)
+_ROLLOUT_NAMES = ", ".join(name for name, _ in ROLLOUT_COLUMNS)
+
+LLM_ERROR = "llm_error"
+"""A provider outage is not a property of the version: such rollouts are never served from the cache."""
+
+
+def bulk_insert(
+    con: duckdb.DuckDBPyConnection,
+    table: str,
+    columns: Sequence[tuple[str, str]],
+    rows: Sequence[Sequence[Any]],
+) -> None:
+    """Insert `rows` with one statement whose parameters are one typed list per column.
+
+    `SELECT unnest(?::T[]), unnest(?::U[]) ...` zips the lists back into rows; measured on this
+    machine it inserts 200 rows in ~3 ms and 2,000 in ~10 ms, where `executemany` takes ~2.5 ms per
+    row and a multi-row VALUES ~40 ms per 1,000 — and it needs neither pandas nor pyarrow.
+    """
+    if not rows:
+        return
+    by_column = [list(values) for values in zip(*rows, strict=True)]
+    select = ", ".join(f"unnest(?::{dtype}[])" for _, dtype in columns)
+    names = ", ".join(name for name, _ in columns)
+    con.execute(f"INSERT INTO {table} ({names}) SELECT {select}", by_column)
+
+
+class Ledger:
+    """The DuckDB ledger at `path` (default `home.ledger_path()`), migrated on construction.
+
+    Safe to use from several processes at once: nothing is held open between calls. Within one
+    process, threads take turns on the file.
+    """
+
+    def __init__(self, path: Path | None = None, *, timeout_s: float | None = None) -> None:
+        self.path = Path(path) if path is not None else home.ledger_path()
+        self.timeout_s = timeout_s
+        migrate(self.path, timeout_s=timeout_s)
+
+    def _write(self) -> AbstractContextManager[duckdb.DuckDBPyConnection]:
+        return connect(self.path, read_only=False, timeout_s=self.timeout_s)
+
+    def _read(self) -> AbstractContextManager[duckdb.DuckDBPyConnection]:
+        return connect(self.path, read_only=True, timeout_s=self.timeout_s)
+
+    def schema(self) -> dict[str, list[tuple[str, str]]]:
+        return schema(self.path, timeout_s=self.timeout_s)
+
+    # ----------------------------------------------------------------------------------- writes
+
+    def add_version(self, row: VersionRow) -> None:
+        """Record a version; a second call with the same hash is a no-op (identity is content)."""
+        values = row.model_dump()
+        values["changes"] = json.dumps(values["changes"])
+        self._insert_row("versions", values, on_conflict="ON CONFLICT (hash) DO NOTHING")
+
+    def start_run(self, run_id: str, kind: RunKind | str, config: dict[str, Any]) -> None:
+        """Record a run as 'running'; starting an existing run again (a resume) marks it running again."""
+        row = RunRow.model_validate({"run_id": run_id, "kind": kind, "config": config})
+        with self._write() as con:
+            con.execute(
+                "INSERT INTO runs (run_id, kind, started, ended, status, config, summary) "
+                "VALUES (?, ?, ?, NULL, ?, ?, NULL) "
+                "ON CONFLICT (run_id) DO UPDATE SET status = EXCLUDED.status, ended = NULL",
+                [row.run_id, row.kind, row.started, row.status, json.dumps(row.config, default=str)],
+            )
+
+    def end_run(self, run_id: str, status: str, summary: dict[str, Any]) -> None:
+        """Set a run's status and summary; status 'running' is a checkpoint and leaves `ended` empty."""
+        ended = None if status == "running" else utcnow()
+        with self._write() as con:
+            found = con.execute(
+                "UPDATE runs SET ended = ?, status = ?, summary = ? WHERE run_id = ? RETURNING run_id",
+                [ended, status, json.dumps(summary, default=str), run_id],
+            ).fetchall()
+        if not found:
+            raise LedgerError(
+                f"no run {run_id!r} to end",
+                where=str(self.path),
+                fix="call start_run first (or check the run id)",
+            )
+
+    def add_rollouts(self, rows: Sequence[Rollout]) -> None:
+        """Append rollouts in one transaction; they are on disk when this returns."""
+        if not rows:
+            return
+        tuples = [tuple(getattr(r, name) for name, _ in ROLLOUT_COLUMNS) for r in rows]
+        with self._write() as con:
+            bulk_insert(con, "rollouts", ROLLOUT_COLUMNS, tuples)
+
+    def add_decision(self, row: DecisionRow) -> None:
+        values = row.model_dump()
+        values["detail"] = json.dumps(values["detail"], default=str)
+        self._insert_row("decisions", values)
+
+    def add_experiment(self, row: ExperimentRow) -> None:
+        self._insert_row("experiments", row.model_dump())
+
+    def _insert_row(self, table: str, values: dict[str, Any], on_conflict: str = "") -> None:
+        names = ", ".join(values)
+        marks = ", ".join("?" for _ in values)
+        with self._write() as con:
+            con.execute(
+                f"INSERT INTO {table} ({names}) VALUES ({marks}) {on_conflict}", list(values.values())
+            )
+
+    # ------------------------------------------------------------------------------------ reads
+
+    def cached_rollouts(self, keys: Sequence[RolloutKey]) -> dict[RolloutKey, Rollout]:
+        """The latest rollout for each key that has one, ignoring `llm_error` rollouts.
+
+        One join against a temporary table of the keys, so thousands of keys cost one query.
+        """
+        if not keys:
+            return {}
+        key_rows = [tuple(getattr(k, name) for name, _ in _KEY_COLUMNS) for k in set(keys)]
+        columns = ", ".join(f"{name} {dtype}" for name, dtype in _KEY_COLUMNS)
+        selected = ", ".join(f"r.{name}" for name, _ in ROLLOUT_COLUMNS)
+        with self._read() as con:
+            con.execute(f"CREATE TEMP TABLE wanted_keys ({columns})")
+            bulk_insert(con, "wanted_keys", _KEY_COLUMNS, key_rows)
+            found = con.execute(
+                f"SELECT {selected} FROM rollouts r JOIN wanted_keys USING ({_KEY_NAMES}) "
+                "WHERE r.error IS DISTINCT FROM ? "
+                f"QUALIFY row_number() OVER (PARTITION BY {_KEY_NAMES} ORDER BY r.created DESC, r.rowid DESC)"
+                " = 1",
+                [LLM_ERROR],
+            ).fetchall()
+        out: dict[RolloutKey, Rollout] = {}
+        for values in found:
+            rollout = _rollout(values)
+            out[rollout.key] = rollout
+        return out
+
+    def rollouts(
+        self,
+        *,
+        run_id: str | None = None,
+        version_hash: str | None = None,
+        suite: str | None = None,
+        split: str | None = None,
+        model: str | None = None,
+    ) -> list[Rollout]:
+        """Every rollout matching all the given filters, oldest first (every attempt, not just the latest)."""
+        filters = {
+            "run_id": run_id,
+            "version_hash": version_hash,
+            "suite": suite,
+            "split": split,
+            "model": model,
+        }
+        where = [f"{name} = ?" for name, value in filters.items() if value is not None]
+        params = [value for value in filters.values() if value is not None]
+        sql = f"SELECT {_ROLLOUT_NAMES} FROM rollouts"
+        if where:
+            sql += " WHERE " + " AND ".join(where)
+        sql += " ORDER BY created, rowid"
+        with self._read() as con:
+            return [_rollout(values) for values in con.execute(sql, params).fetchall()]
+
+    def runs(self, limit: int = 50) -> list[RunRow]:
+        """The most recent runs first."""
+        rows = self.query(
+            "SELECT run_id, kind, started, ended, status, config, summary FROM runs "
+            "ORDER BY started DESC LIMIT ?",
+            [limit],
+        )
+        for row in rows:
+            row["config"] = json.loads(row["config"]) if row["config"] else {}
+            row["summary"] = json.loads(row["summary"]) if row["summary"] else {}
+        return [RunRow.model_validate(row) for row in rows]
+
+    def versions(self) -> list[VersionRow]:
+        """Every recorded version, oldest first."""
+        rows = self.query("SELECT * FROM versions ORDER BY created, hash")
+        for row in rows:
+            row["changes"] = json.loads(row["changes"]) if row["changes"] else []
+        return [VersionRow.model_validate(row) for row in rows]
+
+    def find_rollout(self, run_id_prefix: str, task_id: str, trial: int | None = None) -> Rollout | None:
+        """The rollout of `task_id` in the run whose id starts with `run_id_prefix` (like a git short hash).
+
+        With `trial` None, the lowest trial. A prefix matching several runs (and none exactly) is an
+        error listing them.
+        """
+        with self._read() as con:
+            runs = [
+                r[0]
+                for r in con.execute(
+                    "SELECT DISTINCT run_id FROM rollouts WHERE starts_with(run_id, ?) AND task_id = ? "
+                    "ORDER BY run_id",
+                    [run_id_prefix, task_id],
+                ).fetchall()
+            ]
+            if run_id_prefix in runs:
+                runs = [run_id_prefix]
+            if len(runs) > 1:
+                raise LedgerError(
+                    f"run id prefix {run_id_prefix!r} matches {len(runs)} runs: {', '.join(runs[:5])}",
+                    where=str(self.path),
+                    fix="give more characters of the run id",
+                )
+            if not runs:
+                return None
+            sql = f"SELECT {_ROLLOUT_NAMES} FROM rollouts WHERE run_id = ? AND task_id = ?"
+            params: list[Any] = [runs[0], task_id]
+            if trial is not None:
+                sql += " AND trial = ?"
+                params.append(trial)
+            values = con.execute(sql + " ORDER BY trial, created DESC, rowid DESC LIMIT 1", params).fetchone()
+        return _rollout(values) if values else None
+
+    def query(self, sql: str, params: list[Any] | None = None) -> list[dict[str, Any]]:
+        """Run read-only SQL (reports, `harness-opt` figures); a write statement is refused by DuckDB."""
+        with self._read() as con:
+            try:
+                cur = con.execute(sql, params or [])
+            except duckdb.Error as exc:
+                raise LedgerError(
+                    f"query failed: {exc}",
+                    where=str(self.path),
+                    fix="check the SQL; tables are versions, runs, rollouts, decisions, experiments",
+                ) from exc
+            if cur.description is None:
+                return []
+            names = [d[0] for d in cur.description]
+            return [dict(zip(names, values, strict=True)) for values in cur.fetchall()]
+
+
+def _rollout(values: Sequence[Any]) -> Rollout:
+    row = dict(zip((name for name, _ in ROLLOUT_COLUMNS), values, strict=True))
+    return Rollout.model_validate(row)

@@ -1,0 +1,174 @@
+"""The ledger's schema, as an ordered list of named migrations applied on every open.
+
+A migration is never edited once released: a schema change is a new entry at the end of `MIGRATIONS`.
+The `_migrations` table records which names a file has, so an old file gains the new tables on open,
+and a file written by a *newer* harness-opt (a name this code does not know) is refused rather than
+misread.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from datetime import UTC, datetime
+from pathlib import Path
+
+import duckdb
+
+from harness_opt.errors import LedgerError
+from harness_opt.ledger.connection import connect
+
+Migration = tuple[str, str | Callable[[duckdb.DuckDBPyConnection], None]]
+
+_M001_TABLES = """
+CREATE TABLE versions (
+    hash        VARCHAR PRIMARY KEY,
+    agent       VARCHAR NOT NULL,
+    version     INTEGER,
+    parent      VARCHAR,
+    parent_dir  VARCHAR,
+    path        VARCHAR,
+    proposer    VARCHAR,
+    hypothesis  VARCHAR,
+    changes     JSON,
+    created     TIMESTAMPTZ
+);
+CREATE TABLE runs (
+    run_id   VARCHAR PRIMARY KEY,
+    kind     VARCHAR NOT NULL,
+    started  TIMESTAMPTZ NOT NULL,
+    ended    TIMESTAMPTZ,
+    status   VARCHAR NOT NULL,
+    config   JSON,
+    summary  JSON
+);
+CREATE TABLE rollouts (
+    run_id        VARCHAR NOT NULL,
+    version_hash  VARCHAR NOT NULL,
+    suite         VARCHAR NOT NULL,
+    split         VARCHAR NOT NULL,
+    task_id       VARCHAR NOT NULL,
+    trial         INTEGER NOT NULL,
+    model         VARCHAR NOT NULL,
+    score         DOUBLE NOT NULL,
+    passed        BOOLEAN NOT NULL,
+    cost_usd      DOUBLE,
+    tokens_in     BIGINT,
+    tokens_out    BIGINT,
+    latency_s     DOUBLE,
+    n_llm_calls   INTEGER,
+    n_tool_calls  INTEGER,
+    error         VARCHAR,
+    error_detail  VARCHAR,
+    feedback      VARCHAR,
+    trace_ref     VARCHAR,
+    created       TIMESTAMPTZ NOT NULL
+);
+CREATE TABLE decisions (
+    run_id      VARCHAR NOT NULL,
+    iteration   INTEGER NOT NULL,
+    candidate   VARCHAR NOT NULL,
+    incumbent   VARCHAR,
+    delta       DOUBLE,
+    p_value     DOUBLE,
+    accepted    BOOLEAN NOT NULL,
+    reason      VARCHAR,
+    detail      JSON,
+    created     TIMESTAMPTZ NOT NULL
+);
+CREATE TABLE experiments (
+    run_id        VARCHAR NOT NULL,
+    version_hash  VARCHAR NOT NULL,
+    metric        VARCHAR NOT NULL,
+    value         DOUBLE,
+    memory_gb     DOUBLE,
+    status        VARCHAR NOT NULL,
+    description   VARCHAR,
+    created       TIMESTAMPTZ NOT NULL
+);
+"""
+
+# Lookups the tool makes: the cache (version, suite, split, then task/trial/model) and per-run views.
+_M002_INDEXES = """
+CREATE INDEX rollouts_by_version ON rollouts (version_hash, suite, split);
+CREATE INDEX rollouts_by_run ON rollouts (run_id);
+CREATE INDEX decisions_by_run ON decisions (run_id);
+CREATE INDEX experiments_by_run ON experiments (run_id);
+"""
+
+MIGRATIONS: list[Migration] = [
+    ("m001_tables", _M001_TABLES),
+    ("m002_indexes", _M002_INDEXES),
+]
+
+
+def _applied(con: duckdb.DuckDBPyConnection) -> list[str]:
+    exists = con.execute(
+        "SELECT count(*) FROM information_schema.tables WHERE table_name = '_migrations'"
+    ).fetchone()
+    if not exists or not exists[0]:
+        return []
+    return [row[0] for row in con.execute("SELECT name FROM _migrations ORDER BY applied").fetchall()]
+
+
+def _check_known(path: Path, applied: list[str], migrations: list[Migration]) -> None:
+    known = {name for name, _ in migrations}
+    unknown = [name for name in applied if name not in known]
+    if unknown:
+        raise LedgerError(
+            f"made by a newer harness-opt (unknown migrations: {', '.join(unknown)})",
+            where=str(path),
+            fix="upgrade harness-opt (pip install -U harness-opt), or point HARNESS_OPT_LEDGER at "
+            "another file",
+        )
+
+
+def migrate(
+    path: Path, migrations: list[Migration] | None = None, *, timeout_s: float | None = None
+) -> list[str]:
+    """Bring the ledger at `path` up to date; returns the names applied now (empty when current).
+
+    The common case (an up-to-date file, perhaps being written by another process) costs one
+    read-only open, so a read command never needs the write lock just to check the schema.
+    """
+    migrations = MIGRATIONS if migrations is None else migrations
+    if path.exists():
+        with connect(path, read_only=True, timeout_s=timeout_s) as con:
+            applied = _applied(con)
+        _check_known(path, applied, migrations)
+        if all(name in applied for name, _ in migrations):
+            return []
+    path.parent.mkdir(parents=True, exist_ok=True)
+    done: list[str] = []
+    with connect(path, read_only=False, timeout_s=timeout_s) as con:
+        con.execute("CREATE TABLE IF NOT EXISTS _migrations (name VARCHAR PRIMARY KEY, applied TIMESTAMPTZ)")
+        applied = _applied(con)  # again: another process may have migrated since the check above
+        _check_known(path, applied, migrations)
+        for name, step in migrations:
+            if name in applied:
+                continue
+            con.execute("BEGIN TRANSACTION")
+            try:
+                if isinstance(step, str):
+                    con.execute(step)
+                else:
+                    step(con)
+                con.execute("INSERT INTO _migrations VALUES (?, ?)", [name, datetime.now(UTC)])
+                con.execute("COMMIT")
+            except Exception:
+                con.execute("ROLLBACK")
+                raise
+            done.append(name)
+    return done
+
+
+def schema(path: Path, *, timeout_s: float | None = None) -> dict[str, list[tuple[str, str]]]:
+    """{table: [(column, type), ...]} in column order, for tests and `harness-opt doctor`."""
+    with connect(path, read_only=True, timeout_s=timeout_s) as con:
+        rows = con.execute(
+            "SELECT table_name, column_name, data_type FROM information_schema.columns "
+            "ORDER BY table_name, ordinal_position"
+        ).fetchall()
+    out: dict[str, list[tuple[str, str]]] = {}
+    for table, column, dtype in rows:
+        out.setdefault(table, []).append((column, dtype))
+    return out

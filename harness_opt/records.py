@@ -155,7 +155,9 @@ class Rollout(BaseModel):
     error: str | None = None
     error_detail: str | None = None
     feedback: str = ""
-    trace_ref: str | None = Field(default=None, description="'<file relative to the traces dir>#<byte offset>'.")
+    trace_ref: str | None = Field(
+        default=None, description="'<file relative to the traces dir>#<byte offset>'."
+    )
     created: datetime = Field(default_factory=utcnow)
 
     @property

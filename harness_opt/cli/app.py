@@ -1,0 +1,60 @@
+"""The `harness-opt` command: a thin typer layer over the library, one module per command group.
+
+Every option can also come from a `HARNESS_OPT_<OPTION>` environment variable. A `UserError` (bad
+path, malformed harness, unknown split or model) prints one red line and exits 2; anything else is a
+bug and keeps its traceback.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+
+os.environ.setdefault("LITELLM_LOCAL_MODEL_COST_MAP", "True")  # importing litellm must not hit the network
+
+import typer
+from rich.console import Console
+
+from harness_opt.errors import UserError
+
+app = typer.Typer(
+    name="harness-opt",
+    help=(
+        "Improve an AI agent's harness (prompts, tool schemas, orchestration code) against a benchmark "
+        "suite, with every rollout recorded in a DuckDB ledger.\n\n"
+        "Start with:  harness-opt eval harnesses/banking77/v0001 --suite tasks/banking77 --limit 50"
+    ),
+    no_args_is_help=True,
+    add_completion=False,
+    pretty_exceptions_enable=False,
+    rich_markup_mode="rich",
+)
+err_console = Console(stderr=True)
+
+
+def _register() -> None:
+    from harness_opt.cli import eval_cmd, models_cmd, optimize_cmd, runs_cmd, traces_cmd
+
+    eval_cmd.register(app)
+    optimize_cmd.register(app)
+    runs_cmd.register(app)
+    models_cmd.register(app)
+    app.add_typer(traces_cmd.app, name="traces")
+
+
+_register()
+
+
+def main() -> None:
+    try:
+        app()
+    except UserError as exc:
+        err_console.print(f"[bold red]error:[/] {exc.message}", highlight=False, soft_wrap=True)
+        sys.exit(2)
+    except KeyboardInterrupt:
+        err_console.print("[yellow]interrupted[/]: finished rollouts are in the ledger; re-run to resume")
+        sys.exit(130)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,159 @@
+"""`harness-opt eval`: evaluate one harness version on one split, with a live progress bar."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import TYPE_CHECKING, Annotated
+
+import typer
+from rich.console import Console
+from rich.progress import (
+    BarColumn,
+    MofNCompleteColumn,
+    Progress,
+    TextColumn,
+    TimeElapsedColumn,
+    TimeRemainingColumn,
+)
+from rich.table import Table
+
+if TYPE_CHECKING:
+    from harness_opt.evaluate.evaluator import EvalResult
+
+
+def render_result(result: EvalResult, console: Console) -> None:
+    """The closing table: every figure comes from the ledger rows of this evaluation."""
+    s = result.summary
+    table = Table(title=f"{result.version_label} on {result.suite}/{result.split} with {result.model}")
+    table.add_column("metric")
+    table.add_column("value", justify="right")
+    table.add_row("score (95% CI)", f"{s.score:.3f}  [{s.score_ci[0]:.3f}, {s.score_ci[1]:.3f}]")
+    table.add_row("pass rate (95% CI)", f"{s.pass_rate:.1%}  [{s.pass_ci[0]:.1%}, {s.pass_ci[1]:.1%}]")
+    table.add_row("rollouts / tasks", f"{s.n_rollouts} / {s.n_tasks}")
+    table.add_row("cost", f"${s.cost_usd:.4f}")
+    table.add_row("tokens in / out", f"{s.tokens_in:,} / {s.tokens_out:,}")
+    table.add_row("latency p50 / p95", f"{s.latency_p50_s:.2f}s / {s.latency_p95_s:.2f}s")
+    errors = ", ".join(f"{k}: {v}" for k, v in sorted(s.errors.items())) or "none"
+    table.add_row("errors by kind", errors)
+    console.print(table)
+    if result.reused == s.n_rollouts:
+        console.print(
+            f"All {result.reused} rollouts were served from the ledger: [bold]0 model calls[/] made."
+        )
+    else:
+        console.print(
+            f"{result.reused} rollouts reused from the ledger; {result.model_calls} model calls made "
+            f"({result.cache_hits} served from the response cache)."
+        )
+    console.print(
+        f"run [bold]{result.run_id}[/]  ·  isolation: {result.isolation}  ·  "
+        f"see a trace: harness-opt traces show {result.run_id} TASK_ID"
+    )
+    for warning in result.warnings:
+        console.print(f"[yellow]warning:[/] {warning}")
+
+
+def register(app: typer.Typer) -> None:
+    @app.command("eval")
+    def eval_command(
+        harness: Annotated[
+            Path, typer.Argument(help="Harness version: a directory (harnesses/banking77/v0001) or agent@vN (banking77@v1).")
+        ],
+        suite: Annotated[
+            Path, typer.Option(help="Suite folder with a suite.toml.", envvar="HARNESS_OPT_SUITE")
+        ],
+        split: Annotated[
+            str,
+            typer.Option(
+                help="train, val or test (test is sealed: asking here is consent).",
+                envvar="HARNESS_OPT_SPLIT",
+            ),
+        ] = "val",
+        trials: Annotated[
+            int, typer.Option(min=1, help="Rollouts per task (k).", envvar="HARNESS_OPT_TRIALS")
+        ] = 1,
+        model: Annotated[
+            str | None,
+            typer.Option(help="litellm model string; default from harness.toml.", envvar="HARNESS_OPT_MODEL"),
+        ] = None,
+        concurrency: Annotated[
+            int, typer.Option(min=1, help="Rollouts in flight.", envvar="HARNESS_OPT_CONCURRENCY")
+        ] = 4,
+        limit: Annotated[
+            int | None,
+            typer.Option(min=1, help="Only the first N tasks of the split.", envvar="HARNESS_OPT_LIMIT"),
+        ] = None,
+        isolation: Annotated[
+            str, typer.Option(help="Sandbox: auto, bwrap, unshare or none.", envvar="HARNESS_OPT_ISOLATION")
+        ] = "auto",
+        no_cache: Annotated[
+            bool, typer.Option("--no-cache", help="Do not serve model calls from the response cache.")
+        ] = False,
+        no_reuse: Annotated[
+            bool, typer.Option("--no-reuse", help="Re-run rollouts already in the ledger.")
+        ] = False,
+        api_base: Annotated[
+            str | None,
+            typer.Option(help="Base URL of an OpenAI-compatible server.", envvar="HARNESS_OPT_API_BASE"),
+        ] = None,
+        json_out: Annotated[bool, typer.Option("--json", help="Print the summary as JSON.")] = False,
+    ) -> None:
+        """Evaluate HARNESS on one split of a suite: k trials per task, one trace and one ledger row each.
+
+        Re-running the same version, suite, split, trials and model makes no model calls: finished
+        rollouts are served from the ledger.
+        """
+        from harness_opt.errors import UserError
+        from harness_opt.evaluate.evaluator import EvalConfig, evaluate
+        from harness_opt.llm.client import LLMConfig
+
+        if isolation not in ("auto", "bwrap", "unshare", "none"):
+            raise UserError(f"unknown isolation '{isolation}'", fix="use auto, bwrap, unshare or none")
+        config = EvalConfig(
+            split=split,
+            trials=trials,
+            model=model,
+            concurrency=concurrency,
+            limit=limit,
+            isolation=isolation,  # type: ignore[arg-type]
+            llm_cache=not no_cache,
+            reuse=not no_reuse,
+            allow_test=(split == "test"),
+            llm=LLMConfig(api_base=api_base),
+        )
+        from harness_opt.harness.lineage import resolve_version
+        from harness_opt.harness.version import HarnessVersion
+        from harness_opt.llm.catalog import validate_model
+        from harness_opt.suites.loader import load_suite
+
+        # Bad input fails here, before the progress bar is drawn.
+        version = HarnessVersion.load(resolve_version(str(harness)))
+        suite_obj = load_suite(suite)
+        validate_model(model or version.manifest.model.name)
+        console = Console()
+        with Progress(
+            TextColumn("[bold]{task.description}"),
+            BarColumn(),
+            MofNCompleteColumn(),
+            TextColumn("score {task.fields[score]}"),
+            TimeElapsedColumn(),
+            TimeRemainingColumn(),
+            console=console,
+            transient=False,
+            disable=json_out,
+        ) as bar:
+            job = bar.add_task("evaluating", total=None, score="-")
+            totals = {"score": 0.0, "n": 0}
+
+            def progress(done: int, total: int, rollout: object) -> None:
+                if rollout is not None:
+                    totals["score"] += getattr(rollout, "score", 0.0)
+                    totals["n"] += 1
+                shown = f"{totals['score'] / totals['n']:.3f}" if totals["n"] else "-"
+                bar.update(job, completed=done, total=total, score=shown)
+
+            result = evaluate(version, suite_obj, config, progress=progress)
+        if json_out:
+            typer.echo(result.model_dump_json(exclude={"rollouts"}, indent=2))
+        else:
+            render_result(result, console)

@@ -1,0 +1,121 @@
+"""`harness-opt traces`: read what happened in a rollout, message by message."""
+
+from __future__ import annotations
+
+import json
+from typing import Annotated, Any
+
+import typer
+from rich.console import Console, Group
+from rich.panel import Panel
+from rich.text import Text
+
+from harness_opt.records import ErrorEvent, LLMCallEvent, LogEvent, OutputEvent, ToolCallEvent, Trace
+
+app = typer.Typer(help="Inspect rollout traces recorded by eval and optimize.", no_args_is_help=True)
+
+
+def _clip(text: str, limit: int) -> str:
+    return text if len(text) <= limit or limit <= 0 else text[:limit] + f" … [{len(text) - limit} more chars]"
+
+
+def _content(message: dict[str, Any]) -> str:
+    content = message.get("content")
+    if isinstance(content, list):  # multi-part content
+        content = " ".join(str(part.get("text", part)) for part in content)
+    text = str(content or "")
+    for call in message.get("tool_calls") or []:
+        fn = call.get("function", {})
+        text += f"\n→ tool call {fn.get('name')}({fn.get('arguments')})"
+    return text
+
+
+def render_trace(trace: Trace, console: Console, width: int = 2000) -> None:
+    """Show a trace as a conversation: each model call with the messages it added, then tools and output."""
+    k = trace.key
+    verdict = "[green]PASS[/]" if trace.passed else "[red]FAIL[/]"
+    header = (
+        f"{verdict} score {trace.score:.3f}   task [bold]{k.task_id}[/] trial {k.trial}   "
+        f"version {k.version_hash[:12]}   {k.suite}/{k.split}   model {k.model}\n"
+        f"run {trace.run_id}   input: {_clip(json.dumps(trace.task_input), 300)}"
+    )
+    console.print(Panel(header, title="rollout", expand=True))
+    if trace.feedback:
+        console.print(f"[bold]feedback:[/] {trace.feedback}")
+    if trace.error:
+        console.print(f"[bold red]error {trace.error}:[/] {trace.error_detail or ''}")
+    seen = 0
+    for n, event in enumerate(trace.events, 1):
+        if isinstance(event, LLMCallEvent):
+            new = event.messages[seen:] if len(event.messages) >= seen else event.messages
+            seen = len(event.messages) + 1
+            parts: list[Any] = [
+                Text(f"[{m.get('role')}] ", style="bold") + Text(_clip(_content(m), width)) for m in new
+            ]
+            reply = event.response or {}
+            parts.append(Text("[assistant] ", style="bold cyan") + Text(_clip(_content(reply), width)))
+            meta = (
+                f"llm #{n} · {event.model} · in {event.tokens_in} / out {event.tokens_out} tokens · "
+                f"${event.cost_usd:.5f} · {event.latency_s:.2f}s" + (" · cached" if event.cached else "")
+            )
+            if event.error:
+                parts.append(Text(f"error: {event.error}", style="red"))
+            console.print(Panel(Group(*parts), title=meta, title_align="left"))
+        elif isinstance(event, ToolCallEvent):
+            body = f"args: {json.dumps(event.args)}\n"
+            body += (
+                f"[red]error: {event.error}[/]"
+                if event.error
+                else f"result: {_clip(json.dumps(event.result, default=str), width)}"
+            )
+            console.print(
+                Panel(
+                    body,
+                    title=f"tool #{n} · {event.name} · {event.latency_s:.3f}s",
+                    title_align="left",
+                    border_style="magenta",
+                )
+            )
+        elif isinstance(event, LogEvent):
+            console.print(f"[dim]log:[/] {event.message} {json.dumps(event.data) if event.data else ''}")
+        elif isinstance(event, OutputEvent):
+            console.print(f"[bold]output:[/] {_clip(json.dumps(event.output, default=str), width)}")
+        elif isinstance(event, ErrorEvent):
+            console.print(f"[bold red]{event.kind}:[/] {event.reason}")
+
+
+@app.command("show")
+def show(
+    run: Annotated[str, typer.Argument(help="Run id (or a unique prefix), as printed by eval.")],
+    task: Annotated[str, typer.Argument(help="Task id.")],
+    trial: Annotated[int, typer.Option(help="Trial number.")] = 0,
+    width: Annotated[int, typer.Option(help="Clip long messages to this many characters (0: never).")] = 2000,
+) -> None:
+    """Print one rollout's trace: messages, model calls with tokens/cost/latency, tool calls, output."""
+    from harness_opt.evaluate.tracestore import read_trace
+    from harness_opt.ledger.lookup import find_run_rollout
+
+    rollout = find_run_rollout(run, task, trial)
+    if rollout.trace_ref is None:
+        raise typer.BadParameter("this rollout has no trace")
+    render_trace(read_trace(rollout.trace_ref), Console(), width)
+
+
+@app.command("list")
+def list_traces(
+    run: Annotated[str, typer.Argument(help="Run id (or a unique prefix).")],
+    failed: Annotated[bool, typer.Option("--failed", help="Only rollouts that did not pass.")] = False,
+) -> None:
+    """List the rollouts of a run: task, trial, score, error, so you can pick one to show."""
+    from rich.table import Table
+
+    from harness_opt.ledger.lookup import run_rollouts
+
+    table = Table()
+    for col in ("task", "trial", "score", "error", "feedback"):
+        table.add_column(col)
+    for r in run_rollouts(run):
+        if failed and r.passed:
+            continue
+        table.add_row(r.task_id, str(r.trial), f"{r.score:.2f}", r.error or "", _clip(r.feedback, 80))
+    Console().print(table)

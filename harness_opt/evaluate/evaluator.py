@@ -1,0 +1,349 @@
+"""The evaluator: run one harness version on one split of a suite, k trials per task.
+
+It is the single choke point for model spend and for the sealed test split: every rollout goes
+through here, is served from the ledger when its (version, suite, split, task, trial, model) key was
+already evaluated, and otherwise runs in the sandbox, is scored by the suite, written to a trace file
+and appended to the ledger as it finishes (so a killed run loses no finished rollout).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import secrets
+import time
+from collections.abc import Callable
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any, Literal
+
+from pydantic import BaseModel, Field
+
+from harness_opt.errors import SuiteError, UserError
+from harness_opt.evaluate.summary import EvalSummary, summarize
+from harness_opt.evaluate.tracestore import TraceWriter, iter_traces, trace_path
+from harness_opt.harness.version import HarnessVersion
+from harness_opt.home import traces_dir
+from harness_opt.ledger import Ledger, VersionRow
+from harness_opt.llm.catalog import validate_model
+from harness_opt.llm.client import LLMClient, LLMConfig
+from harness_opt.records import ErrorEvent, OutputEvent, Rollout, RolloutKey, Score, Task, Trace
+from harness_opt.runtime.broker import HarnessRunner, RolloutResult
+from harness_opt.suites.base import Suite
+from harness_opt.suites.loader import load_suite
+
+
+class EvalConfig(BaseModel):
+    """How to evaluate. Every field is also a CLI option (and a HARNESS_OPT_* env var)."""
+
+    split: str = Field(default="val", description="train, val or test (test only when allow_test).")
+    trials: int = Field(default=1, ge=1, description="Rollouts per task (k of pass^k).")
+    model: str | None = Field(default=None, description="litellm model string; default: harness.toml.")
+    concurrency: int = Field(default=4, ge=1, le=512, description="Rollouts in flight at once.")
+    limit: int | None = Field(default=None, ge=1, description="First N tasks of the split only.")
+    task_ids: list[str] | None = Field(default=None, description="Only these tasks (after limit).")
+    trial_offset: int = Field(default=0, ge=0, description="Trials are numbered from here (noise reruns).")
+    isolation: Literal["auto", "bwrap", "unshare", "none"] = "auto"
+    llm_cache: bool = Field(default=True, description="Serve deterministic model calls from disk.")
+    reuse: bool = Field(default=True, description="Serve already-evaluated rollouts from the ledger.")
+    allow_test: bool = Field(default=False, description="The sealed test split needs explicit consent.")
+    llm: LLMConfig = Field(default_factory=LLMConfig)
+
+
+class EvalResult(BaseModel):
+    run_id: str
+    version_hash: str
+    version_label: str
+    suite: str
+    split: str
+    model: str
+    rollouts: list[Rollout]
+    reused: int = Field(description="Rollouts served from the ledger (no model call made).")
+    executed: int = Field(default=0, description="Rollouts run by this call.")
+    executed_cost_usd: float = Field(default=0.0, description="Model spend of the rollouts run now.")
+    model_calls: int = Field(description="Model calls actually sent (cache hits excluded).")
+    cache_hits: int = 0
+    isolation: str = ""
+    warnings: list[str] = Field(default_factory=list)
+    summary: EvalSummary
+
+    def scores_by_task(self) -> dict[str, list[float]]:
+        out: dict[str, list[float]] = {}
+        for r in self.rollouts:
+            out.setdefault(r.task_id, []).append(r.score)
+        return out
+
+
+ProgressFn = Callable[[int, int, Rollout | None], None]
+"""Called as (done, total, rollout) after each rollout; rollout None for the initial call."""
+
+
+def new_run_id(kind: str = "eval") -> str:
+    stamp = datetime.now(UTC).strftime("%Y%m%d-%H%M%S")
+    return f"{kind}-{stamp}-{secrets.token_hex(3)}"
+
+
+def select_tasks(suite: Suite, split: str, limit: int | None, allow_test: bool) -> list[Task]:
+    """The sealed-split gate: test tasks are only ever loaded here, and only with explicit consent."""
+    if split not in suite.split_names():
+        raise SuiteError(
+            f"unknown split '{split}'",
+            where=str(suite.path),
+            fix=f"use one of: {', '.join(suite.split_names())}",
+        )
+    if split == "test" and not allow_test:
+        raise SuiteError(
+            "the test split is sealed",
+            fix="evaluate it explicitly with `harness-opt eval ... --split test`; optimize touches it "
+            "once, at the end",
+        )
+    return suite.tasks(split)[:limit] if limit else suite.tasks(split)
+
+
+class _LedgerBuffer:
+    """Batches rollout rows so the ledger file is opened a few times a second, not per rollout.
+
+    Flushes run in a worker thread (opening the DuckDB file can take ~100 ms on a loaded machine) so
+    the event loop keeps feeding the sandbox meanwhile. Rows not yet flushed are still safe: their
+    traces are on disk and `_recover_unflushed` puts them back after a crash.
+    """
+
+    def __init__(self, ledger: Ledger, interval_s: float = 0.25) -> None:
+        self.ledger = ledger
+        self.interval_s = interval_s
+        self.rows: list[Rollout] = []
+        self.last = time.monotonic()
+        self.pending: asyncio.Task[None] | None = None
+
+    def add(self, row: Rollout) -> None:
+        self.rows.append(row)
+        due = time.monotonic() - self.last >= self.interval_s
+        if due and (self.pending is None or self.pending.done()):
+            rows, self.rows = self.rows, []
+            self.last = time.monotonic()
+            self.pending = asyncio.ensure_future(asyncio.to_thread(self.ledger.add_rollouts, rows))
+
+    async def flush(self) -> None:
+        if self.pending is not None:
+            await self.pending
+        if self.rows:
+            rows, self.rows = self.rows, []
+            await asyncio.to_thread(self.ledger.add_rollouts, rows)
+        self.last = time.monotonic()
+
+
+def _recover_unflushed(ledger: Ledger, version: HarnessVersion, suite: str, split: str) -> None:
+    """Rows batched in memory die with a killed process, but their traces were already on disk.
+
+    Before reusing the ledger, put back any finished rollout whose trace line exists but whose row
+    never reached the ledger, so a kill -9 loses no finished rollout and re-runs none.
+    """
+    path = trace_path(version.name, version.hash, suite, split)
+    traces = [(off, t) for off, t in iter_traces(path) if t.error != "llm_error"]
+    if not traces:
+        return
+    present = ledger.cached_rollouts([t.key for _, t in traces])
+    rel = path.relative_to(traces_dir()).as_posix()
+    missing = {t.key: Rollout.from_trace(t, f"{rel}#{off}") for off, t in traces if t.key not in present}
+    if missing:
+        ledger.add_rollouts(list(missing.values()))
+
+
+def _score(suite: Suite, task: Task, result: RolloutResult, env: Any) -> tuple[Score, str | None, str | None]:
+    if result.error:
+        reason = f"{result.error}: {result.error_detail or ''}".strip()
+        return Score(score=0.0, passed=False, feedback=reason), result.error, result.error_detail
+    try:
+        return suite.score(task, result.output, env), None, None
+    except Exception as exc:  # a scorer bug must not stop the evaluation; it is recorded, scored 0
+        return Score(score=0.0, passed=False, feedback=f"scorer failed: {exc!r}"), "scorer", repr(exc)
+
+
+async def evaluate_async(
+    harness: HarnessVersion | Path | str,
+    suite: Suite | Path | str,
+    config: EvalConfig | None = None,
+    *,
+    ledger: Ledger | None = None,
+    progress: ProgressFn | None = None,
+    run_id: str | None = None,
+    kind: str = "eval",
+    record_run: bool = True,
+) -> EvalResult:
+    """Evaluate; `record_run=False` when a caller (optimize) owns the run row and passes its run_id."""
+    config = config or EvalConfig()
+    version = harness if isinstance(harness, HarnessVersion) else HarnessVersion.load(harness)
+    suite_obj = suite if not isinstance(suite, Path | str) else load_suite(suite)
+    model = config.model or version.manifest.model.name
+    validate_model(model)
+    tasks = select_tasks(suite_obj, config.split, config.limit, config.allow_test)
+    if config.task_ids is not None:
+        wanted = set(config.task_ids)
+        tasks = [t for t in tasks if t.id in wanted]
+    if not tasks:
+        raise UserError(f"split '{config.split}' of {suite_obj.name} has no tasks")
+    ledger = ledger or Ledger()
+    run_id = run_id or new_run_id(kind)
+    ledger.add_version(VersionRow.from_version(version))
+    if record_run:
+        ledger.start_run(
+            run_id,
+            kind,
+            {
+                **config.model_dump(mode="json", exclude={"llm"}),
+                "harness": str(version.path),
+                "version_hash": version.hash,
+                "suite": suite_obj.name,
+                "model": model,
+            },
+        )
+
+    keys = [
+        RolloutKey(
+            version_hash=version.hash,
+            suite=suite_obj.name,
+            split=config.split,
+            task_id=t.id,
+            trial=trial,
+            model=model,
+        )
+        for t in tasks
+        for trial in range(config.trial_offset, config.trial_offset + config.trials)
+    ]
+    if config.reuse:
+        _recover_unflushed(ledger, version, suite_obj.name, config.split)
+    done: dict[RolloutKey, Rollout] = ledger.cached_rollouts(keys) if config.reuse else {}
+    reused = len(done)
+    trials = range(config.trial_offset, config.trial_offset + config.trials)
+    todo = [
+        (t, trial)
+        for t in tasks
+        for trial in trials
+        if RolloutKey(
+            version_hash=version.hash,
+            suite=suite_obj.name,
+            split=config.split,
+            task_id=t.id,
+            trial=trial,
+            model=model,
+        )
+        not in done
+    ]
+    total = len(keys)
+    if progress:
+        progress(reused, total, None)
+
+    executed: list[Rollout] = []
+    client = LLMClient(config.llm.model_copy(update={"cache": config.llm_cache}))
+    warnings: list[str] = []
+    isolation = "n/a (all rollouts reused)"
+    status = "error"
+    if todo:
+        writer = TraceWriter(version.name, version.hash, suite_obj.name, config.split)
+        buffer = _LedgerBuffer(ledger)
+        sem = asyncio.Semaphore(config.concurrency)
+        finished = reused
+        try:
+            async with HarnessRunner(
+                version, model=model, isolation=config.isolation, concurrency=config.concurrency
+            ) as runner:
+                isolation = runner.isolation_used
+                if getattr(runner, "warning", None):
+                    warnings.append(str(runner.warning))
+
+                async def one(task: Task, trial: int) -> None:
+                    nonlocal finished
+                    async with sem:
+                        env = suite_obj.environment(task)
+                        result = await runner.run(task, env, client.complete)
+                        score, error, detail = _score(suite_obj, task, result, env)
+                    key = RolloutKey(
+                        version_hash=version.hash,
+                        suite=suite_obj.name,
+                        split=config.split,
+                        task_id=task.id,
+                        trial=trial,
+                        model=model,
+                    )
+                    events = list(result.events)
+                    if result.error:
+                        events.append(ErrorEvent(kind=result.error, reason=result.error_detail or ""))
+                    else:
+                        events.append(OutputEvent(output=result.output))
+                    trace = Trace(
+                        run_id=run_id,
+                        key=key,
+                        task_input=task.input,
+                        events=events,
+                        output=result.output,
+                        score=score.score,
+                        passed=score.passed,
+                        feedback=score.feedback,
+                        error=error,
+                        error_detail=detail,
+                        started=result.started,
+                        ended=result.ended,
+                    )
+                    row = Rollout.from_trace(trace, writer.append(trace))
+                    buffer.add(row)
+                    done[key] = row
+                    executed.append(row)
+                    finished += 1
+                    if progress:
+                        progress(finished, total, row)
+
+                await asyncio.gather(*(one(t, trial) for t, trial in todo))
+            status = "ok"
+        finally:
+            await buffer.flush()
+            writer.close()
+            if status != "ok" and record_run:
+                ledger.end_run(run_id, "interrupted", {"finished": len(done), "total": total})
+    else:
+        status = "ok"
+
+    rollouts = [done[k] for k in keys]
+    summary = summarize(rollouts)
+    stats = client.stats
+    result = EvalResult(
+        run_id=run_id,
+        version_hash=version.hash,
+        version_label=version.label,
+        suite=suite_obj.name,
+        split=config.split,
+        model=model,
+        rollouts=rollouts,
+        reused=reused,
+        executed=len(executed),
+        executed_cost_usd=sum(r.cost_usd for r in executed),
+        model_calls=stats.model_calls,
+        cache_hits=stats.cache_hits,
+        isolation=isolation,
+        warnings=warnings,
+        summary=summary,
+    )
+    if record_run:
+        ledger.end_run(
+            run_id,
+            "ok",
+            {
+                "summary": summary.model_dump(mode="json"),
+                "reused": reused,
+                "model_calls": stats.model_calls,
+                "cache_hits": stats.cache_hits,
+                "isolation": isolation,
+                "rollout_keys": len(keys),
+            },
+        )
+    return result
+
+
+def evaluate(
+    harness: HarnessVersion | Path | str,
+    suite: Suite | Path | str,
+    config: EvalConfig | None = None,
+    *,
+    ledger: Ledger | None = None,
+    progress: ProgressFn | None = None,
+) -> EvalResult:
+    """Evaluate a harness version on a suite split (blocking; for notebooks use `evaluate_async`)."""
+    return asyncio.run(evaluate_async(harness, suite, config, ledger=ledger, progress=progress))

@@ -1,0 +1,79 @@
+"""Trace files: one JSONL file per (version, suite, split), one line per rollout.
+
+The ledger stores `trace_ref = "<file relative to the traces dir>#<byte offset>"`, so showing one
+trace is a seek, not a scan, and moving the project folder keeps every reference valid.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import re
+from pathlib import Path
+
+from harness_opt.errors import UserError
+from harness_opt.home import traces_dir
+from harness_opt.records import Trace
+
+
+def _slug(text: str) -> str:
+    return re.sub(r"[^A-Za-z0-9_.-]+", "-", text).strip("-") or "x"
+
+
+def trace_path(agent: str, version_hash: str, suite: str, split: str) -> Path:
+    """The one trace file of (version, suite, split)."""
+    return traces_dir() / _slug(agent) / f"{version_hash[:12]}__{_slug(suite)}__{_slug(split)}.jsonl"
+
+
+class TraceWriter:
+    """Appends traces to one file. Single writer per file (the evaluator's event loop)."""
+
+    def __init__(self, agent: str, version_hash: str, suite: str, split: str) -> None:
+        self.root = traces_dir()
+        self.path = trace_path(agent, version_hash, suite, split)
+        self.relpath = self.path.relative_to(self.root)
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        self._fh = open(self.path, "ab")  # noqa: SIM115 - held open for the whole evaluation
+
+    def append(self, trace: Trace) -> str:
+        """Write one trace line, flushed to the OS, and return its reference for the ledger."""
+        line = trace.model_dump_json().encode() + b"\n"
+        offset = self._fh.tell()
+        self._fh.write(line)
+        self._fh.flush()
+        return f"{self.relpath.as_posix()}#{offset}"
+
+    def close(self) -> None:
+        self._fh.flush()
+        os.fsync(self._fh.fileno())
+        self._fh.close()
+
+
+def read_trace(trace_ref: str, root: Path | None = None) -> Trace:
+    """Load the trace a ledger row points at."""
+    rel, _, offset = trace_ref.partition("#")
+    path = (root or traces_dir()) / rel
+    if not path.exists():
+        raise UserError(
+            f"trace file {path} is missing",
+            fix="traces live under HARNESS_OPT_TRACES (default ./traces); run the command from the "
+            "project folder or re-run the evaluation",
+        )
+    with open(path, "rb") as fh:
+        fh.seek(int(offset or 0))
+        return Trace.model_validate_json(fh.readline())
+
+
+def iter_traces(path: Path) -> list[tuple[int, Trace]]:
+    """Every complete trace line of a file with its byte offset; a torn last line (kill -9) is skipped."""
+    out: list[tuple[int, Trace]] = []
+    if not path.exists():
+        return out
+    with open(path, "rb") as fh:
+        offset = 0
+        for line in fh:
+            if line.endswith(b"\n"):
+                with contextlib.suppress(ValueError):  # a corrupt line is not a finished rollout
+                    out.append((offset, Trace.model_validate_json(line)))
+            offset += len(line)
+    return out

@@ -1,0 +1,29 @@
+#!/usr/bin/env bash
+# Install harness-opt with the embedded local model into the current Python environment.
+#   bash scripts/install.sh          # the tool + embedded model
+#   bash scripts/install.sh --dev    # ... plus test and lint tools
+# llama-cpp-python ships only as source on PyPI, so pip compiles it (6-8 minutes on 2 cores, once;
+# pip caches the wheel). On x86-64 we build a portable binary: llama.cpp's native build detects AMX on
+# some server CPUs and then crashes (`ldtilecfg`), so native tuning is off and AVX2/FMA are on.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+PY=${PYTHON:-python3}
+extras="local"
+[ "${1:-}" = "--dev" ] && extras="local,dev"
+
+if ! command -v bwrap >/dev/null 2>&1; then
+  if command -v apt-get >/dev/null 2>&1 && [ "$(id -u)" = 0 ]; then
+    echo "installing bubblewrap (the sandbox for harness code)"
+    apt-get install -y -qq bubblewrap >/dev/null 2>&1 || { apt-get update -qq && apt-get install -y -qq bubblewrap; }
+  else
+    echo "note: bubblewrap (bwrap) not found; harness code will run with rlimits only. Install it with your package manager." >&2
+  fi
+fi
+
+if [ -z "${CMAKE_ARGS:-}" ] && [ "$(uname -m)" = "x86_64" ]; then
+  export CMAKE_ARGS="-DGGML_NATIVE=OFF -DGGML_AVX=ON -DGGML_AVX2=ON -DGGML_FMA=ON -DGGML_F16C=ON -DGGML_BMI2=ON"
+fi
+echo "installing harness-opt[$extras] (first install compiles llama-cpp-python: several minutes)"
+"$PY" -m pip install --disable-pip-version-check -q -e ".[$extras]"
+"$PY" -c "import llama_cpp" || { echo "llama-cpp-python failed to import; see the README's troubleshooting" >&2; exit 1; }
+echo "installed: $(command -v harness-opt || echo "harness-opt (add your Python's bin dir to PATH)")"

@@ -1,0 +1,196 @@
+"""Configurable classifier agent: the orchestration the `operators` proposer installs as agent.py.
+
+This file is copied verbatim into a harness version, where it runs in the sandbox, so it imports only
+the standard library. Everything an operator changes lives beside it, not in it:
+`agent_config.json` (switches and numbers), `data/labels.json` (the label set, from train),
+`data/demos.json` (static few-shot demos), `data/retrieval_index.json` (a precomputed BM25 index of
+train examples) and `prompts/glossary.j2`. So operators compose by editing data, never code.
+
+Data files are read at import, which the fork server does once per evaluation, not once per task.
+Prompt order keeps the KV cache warm on a local model: the static part (system prompt, glossary,
+static demos) comes first and is byte-identical for every task; per-task content (retrieved demos,
+the message) comes last.
+"""
+
+import json
+import re
+from pathlib import Path
+from typing import Any
+
+MARKER = "harness-opt classifier agent v1"
+"""Lets the proposer recognise this agent in a version's files (do not edit)."""
+
+HERE = Path(__file__).parent
+DEFAULTS = {
+    "text_field": "text",  # task input key holding the text to classify
+    "system_template": "system.j2",
+    "user_template": "user.j2",
+    "glossary": False,  # append prompts/glossary.j2 to the system prompt
+    "fewshot": False,  # static demos from data/demos.json
+    "constrained": False,  # JSON-schema enum of the labels: every answer is a valid label
+    "snap": False,  # map a free-text answer to the closest label
+    "retrieval_k": 0,  # nearest train examples shown as demos, most similar last
+    "candidate_k": 0,  # restrict the enum to the labels of the top candidate_k neighbours
+    "vote_n": 1,  # self-consistency: calls per task, majority answer
+    "vote_temperature": 0.7,
+    "temperature": None,  # None: harness.toml default
+    "max_tokens": None,
+    "stop": None,
+}
+
+_STOP_TEXT = (
+    "a an the i me my we our you your it its is am are was were be been being do does did to of in on "
+    "for at by with from and or but if so as this that these those there here can could would should "
+    "will just have has had please"
+)
+STOPWORDS = frozenset(_STOP_TEXT.split())
+_WORD = re.compile(r"[a-z0-9]+")
+
+
+def tokenize(text: str) -> list[str]:
+    """Lower-case words minus stopwords, with a plural 's' stripped; shared by index and query."""
+    out = []
+    for word in _WORD.findall(text.lower()):
+        if word in STOPWORDS:
+            continue
+        if len(word) > 3 and word.endswith("s") and not word.endswith("ss"):
+            word = word[:-1]
+        out.append(word)
+    return out
+
+
+def _read_json(rel: str, default: Any) -> Any:
+    path = HERE / rel
+    if not path.is_file():
+        return default
+    return json.loads(path.read_text(encoding="utf-8"))
+
+
+CONFIG = {**DEFAULTS, **_read_json("agent_config.json", {})}
+LABELS = _read_json("data/labels.json", [])
+DEMOS = _read_json("data/demos.json", [])
+NEEDS_INDEX = CONFIG["retrieval_k"] or CONFIG["candidate_k"]
+INDEX = _read_json("data/retrieval_index.json", None) if NEEDS_INDEX else None
+
+
+def retrieve(text: str, k: int) -> list[tuple[str, str]]:
+    """Top-k train examples by BM25 (weights precomputed per posting): [(text, label)], best first."""
+    if not INDEX or k <= 0:
+        return []
+    postings = INDEX["postings"]
+    scores: dict[int, int] = {}
+    for term in set(tokenize(text)):
+        posting = postings.get(term)
+        if not posting:
+            continue
+        for i in range(0, len(posting), 2):
+            doc = posting[i]
+            scores[doc] = scores.get(doc, 0) + posting[i + 1]
+    best = sorted(scores.items(), key=lambda item: (-item[1], item[0]))[:k]
+    names = INDEX["labels"]
+    return [(INDEX["texts"][doc], names[INDEX["label_of"][doc]]) for doc, _ in best]
+
+
+def _answer_text(label: str) -> str:
+    return json.dumps({"label": label}) if CONFIG["constrained"] else label
+
+
+def _demo_turns(demos: list[tuple[str, str]]) -> list[dict[str, str]]:
+    turns = []
+    for text, label in demos:
+        turns.append({"role": "user", "content": text})
+        turns.append({"role": "assistant", "content": _answer_text(label)})
+    return turns
+
+
+def _schema(labels: list[str]) -> dict[str, Any]:
+    return {
+        "type": "json_schema",
+        "json_schema": {
+            "name": "label",
+            "schema": {
+                "type": "object",
+                "properties": {"label": {"type": "string", "enum": labels}},
+                "required": ["label"],
+            },
+        },
+    }
+
+
+def _parse(content: str | None) -> str:
+    text = (content or "").strip()
+    if CONFIG["constrained"]:
+        try:
+            value = json.loads(text)
+            if isinstance(value, dict) and isinstance(value.get("label"), str):
+                return value["label"]
+        except ValueError:
+            pass
+    if CONFIG["snap"] and LABELS and text not in LABELS:
+        return snap(text)
+    return text
+
+
+def snap(text: str) -> str:
+    """The label closest to a free-text answer: exact after normalising, else the most similar string."""
+    import difflib
+
+    norm = re.sub(r"[^a-z0-9]+", "_", text.lower()).strip("_")
+    for label in LABELS:
+        if re.sub(r"[^a-z0-9]+", "_", label.lower()).strip("_") == norm:
+            return label
+    close = difflib.get_close_matches(text, LABELS, n=1, cutoff=0.0)
+    return close[0] if close else text
+
+
+def _params(labels: list[str], temperature: float | None, seed: int | None) -> dict[str, Any]:
+    params: dict[str, Any] = {}
+    if CONFIG["constrained"] and labels:
+        params["response_format"] = _schema(labels)
+    if temperature is not None:
+        params["temperature"] = temperature
+    if seed is not None:
+        params["seed"] = seed
+    if CONFIG["max_tokens"]:
+        params["max_tokens"] = CONFIG["max_tokens"]
+    if CONFIG["stop"]:
+        params["stop"] = CONFIG["stop"]
+    return params
+
+
+def vote(answers: list[str]) -> str:
+    """Majority answer; ties go to the answer seen first (the greedy call comes first)."""
+    counts: dict[str, int] = {}
+    for answer in answers:
+        counts[answer] = counts.get(answer, 0) + 1
+    top = max(counts.values())
+    return next(a for a in answers if counts[a] == top)
+
+
+def run(task: dict[str, Any], ctx: Any) -> str:
+    text = str(task.get(CONFIG["text_field"], ""))
+    system = ctx.render(CONFIG["system_template"])
+    if CONFIG["glossary"]:
+        system += "\n\n" + ctx.render("glossary.j2")
+    messages = [{"role": "system", "content": system}]
+    if CONFIG["fewshot"]:
+        messages += _demo_turns([(d["text"], d["label"]) for d in DEMOS])
+
+    neighbours = retrieve(text, max(CONFIG["retrieval_k"], CONFIG["candidate_k"]))
+    if CONFIG["retrieval_k"]:
+        messages += _demo_turns(neighbours[: CONFIG["retrieval_k"]][::-1])
+    messages.append({"role": "user", "content": ctx.render(CONFIG["user_template"], task=task)})
+
+    labels = LABELS
+    if CONFIG["candidate_k"] and neighbours:
+        labels = list(dict.fromkeys(label for _, label in neighbours[: CONFIG["candidate_k"]]))
+        ctx.log("candidate labels", labels=labels)
+
+    answers = []
+    for i in range(max(1, int(CONFIG["vote_n"]))):
+        temperature = CONFIG["temperature"] if i == 0 else CONFIG["vote_temperature"]
+        reply = ctx.llm(messages, **_params(labels, temperature, i if i else None))
+        answers.append(_parse(reply.get("content")))
+    if len(answers) > 1:
+        ctx.log("votes", answers=answers)
+    return vote(answers)

@@ -1,0 +1,67 @@
+"""`progress.png`: val score of every evaluated candidate, kept ones labelled, running best as a step line.
+
+People read an overnight run from this picture first: where the gains came from, how many tries
+failed, and whether the best kept improving or plateaued early.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from harness_opt.search.records import OptimizeResult
+
+
+def plot_progress(result: OptimizeResult, path: Path) -> Path:
+    import matplotlib
+
+    matplotlib.use("Agg")  # headless: no display on servers or in CI
+    import matplotlib.pyplot as plt
+
+    evaluated = [c for c in result.candidates if c.val_score is not None]
+    xs = list(range(len(evaluated)))
+    fig, ax = plt.subplots(figsize=(10, 5.5), dpi=120)
+    rejected = [(x, c.val_score) for x, c in zip(xs, evaluated, strict=True) if c.outcome == "rejected"]
+    kept = [(x, c) for x, c in zip(xs, evaluated, strict=True) if c.outcome in ("accepted", "baseline")]
+    if rejected:
+        ax.scatter(*zip(*rejected, strict=True), color="#9aa5b1", s=28, label="rejected", zorder=2)
+    ax.scatter(
+        [x for x, _ in kept],
+        [c.val_score for _, c in kept],
+        color="#d64545",
+        s=60,
+        label="kept",
+        zorder=3,
+        edgecolor="black",
+        linewidth=0.6,
+    )
+    for x, c in kept:
+        text = "baseline" if c.outcome == "baseline" else f"{c.label.split('@')[-1]}: {c.mechanism}"
+        ax.annotate(
+            text, (x, c.val_score or 0.0), textcoords="offset points", xytext=(6, 8), fontsize=8, rotation=12
+        )
+    best: list[float] = []
+    current = float("-inf")
+    for c in evaluated:
+        if c.outcome in ("accepted", "baseline"):
+            current = max(current, c.val_score or 0.0)
+        best.append(current)
+    if xs:
+        ax.step(xs, best, where="post", color="#d64545", linewidth=1.5, alpha=0.8, label="running best")
+    invalid = sum(1 for c in result.candidates if c.outcome == "invalid")
+    ax.set_xlabel("evaluated candidate (in order)")
+    ax.set_ylabel("val score")
+    test = ""
+    if result.baseline_test and result.best_test:
+        test = f" · test {result.baseline_test.score:.3f} → {result.best_test.score:.3f}"
+    ax.set_title(
+        f"{result.run_id}: val {result.baseline_val.score:.3f} → {result.best_val.score:.3f}{test}"
+        f" · {invalid} invalid",
+        fontsize=10,
+    )
+    ax.grid(alpha=0.3)
+    ax.legend(loc="lower right", fontsize=8)
+    fig.tight_layout()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(path)
+    plt.close(fig)
+    return path

@@ -21,8 +21,14 @@ SUITE = REPO / "tasks" / "banking77"
 
 def cli(*args: str, cwd: Path | None = None) -> subprocess.CompletedProcess[str]:
     env = {**os.environ, "COLUMNS": "200"}
-    return subprocess.run([sys.executable, "-m", "harness_opt.cli.app", *args], capture_output=True,
-                          text=True, cwd=cwd or REPO, env=env, timeout=120)
+    return subprocess.run(
+        [sys.executable, "-m", "harness_opt.cli.app", *args],
+        capture_output=True,
+        text=True,
+        cwd=cwd or REPO,
+        env=env,
+        timeout=120,
+    )
 
 
 def test_eval_prints_summary_and_second_run_makes_no_calls():

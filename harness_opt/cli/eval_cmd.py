@@ -57,7 +57,7 @@ def register(app: typer.Typer) -> None:
     @app.command("eval")
     def eval_command(
         harness: Annotated[
-            Path, typer.Argument(help="Harness version: a directory (harnesses/banking77/v0001) or agent@vN (banking77@v1).")
+            Path, typer.Argument(help="Harness version: a directory (harnesses/banking77/v0001) or agent@vN.")
         ],
         suite: Annotated[
             Path, typer.Option(help="Suite folder with a suite.toml.", envvar="HARNESS_OPT_SUITE")

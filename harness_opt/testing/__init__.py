@@ -1,0 +1,25 @@
+"""Test doubles that ship with the library, so users' tests and ours exercise the real litellm path."""
+
+from __future__ import annotations
+
+import os
+
+os.environ.setdefault("LITELLM_LOCAL_MODEL_COST_MAP", "True")
+
+from harness_opt.testing.scripted import (
+    Fail,
+    ScriptedCall,
+    ScriptedModel,
+    register_scripted,
+    scripted_model,
+    unregister_scripted,
+)
+
+__all__ = [
+    "Fail",
+    "ScriptedCall",
+    "ScriptedModel",
+    "register_scripted",
+    "scripted_model",
+    "unregister_scripted",
+]

@@ -1,0 +1,293 @@
+"""`LLMClient`: the one place harness-opt calls a model, through `litellm.acompletion`.
+
+It owns what every call needs and no harness should reimplement: retries with exponential backoff
+and jitter on transient failures (429, 5xx, timeouts, dropped connections) but never on a request
+that can only fail again (auth, bad request); token and cost accounting; the on-disk response cache
+for deterministic calls; and counters the evaluator prints ("N model calls, M cached").
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import os
+import random
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from pydantic import BaseModel, Field
+
+from harness_opt.errors import ModelError
+from harness_opt.llm.cache import ResponseCache
+from harness_opt.llm.litellm_setup import import_litellm
+from harness_opt.llm.types import LLMRequest, LLMResult
+
+log = logging.getLogger(__name__)
+
+
+class LLMConfig(BaseModel):
+    """How the client talks to models. One instance per evaluation run."""
+
+    timeout_s: float = Field(default=120.0, description="Per-attempt wall-clock limit, seconds.")
+    max_retries: int = Field(default=4, description="Retries after the first attempt on transient errors.")
+    backoff_base_s: float = Field(
+        default=0.5, description="First retry waits about this long; doubles each time."
+    )
+    backoff_max_s: float = Field(default=30.0, description="Upper bound of one backoff wait.")
+    cache: bool = Field(default=True, description="Serve deterministic requests from the on-disk cache.")
+    api_base: str | None = Field(
+        default=None, description="Override the provider's endpoint (proxy, vLLM...)."
+    )
+    api_key_env: str | None = Field(
+        default=None, description="Env var holding the key, if not the provider's usual."
+    )
+
+
+class LLMCallError(RuntimeError):
+    """A call that failed for good: retries exhausted, or a request the provider refuses.
+
+    Not a `UserError`: the evaluator catches it and scores the rollout 0 with `str(error)` as the
+    recorded reason. `retryable` says whether the last failure was transient (the budget ran out)."""
+
+    def __init__(self, model: str, attempts: int, cause: BaseException, *, retryable: bool) -> None:
+        self.model = model
+        self.attempts = attempts
+        self.cause = cause
+        self.retryable = retryable
+        kind = type(cause).__name__
+        super().__init__(f"{model}: {kind} after {attempts} attempt(s): {_one_line(str(cause))}")
+
+
+@dataclass
+class ClientStats:
+    """Counters over the client's life. `cost_usd` and tokens count real model calls only."""
+
+    requests: int = 0
+    model_calls: int = 0
+    cache_hits: int = 0
+    retries: int = 0
+    failures: int = 0
+    tokens_in: int = 0
+    tokens_out: int = 0
+    cost_usd: float = 0.0
+
+    def summary(self) -> str:
+        return (
+            f"{self.model_calls} model calls, {self.cache_hits} cached, {self.retries} retries, "
+            f"{self.failures} failed, {self.tokens_in} tokens in, {self.tokens_out} out, ${self.cost_usd:.4f}"
+        )
+
+
+def _one_line(text: str) -> str:
+    line = " ".join(text.split())
+    return line if len(line) <= 300 else line[:297] + "..."
+
+
+def _load_dotenv_once() -> None:
+    """Keys come from the environment; a `.env` in the cwd fills in what is not already set."""
+    global _DOTENV_LOADED
+    if _DOTENV_LOADED:
+        return
+    _DOTENV_LOADED = True
+    env_file = Path.cwd() / ".env"
+    if env_file.is_file():
+        from dotenv import load_dotenv
+
+        load_dotenv(env_file, override=False)
+
+
+_DOTENV_LOADED = False
+
+
+def is_retryable(error: BaseException) -> bool:
+    """Transient failures worth another attempt: rate limits, server errors, timeouts, connections."""
+    litellm = import_litellm()
+    # Timeout subclasses APIConnectionError in openai's hierarchy; both are transient.
+    transient = (
+        litellm.RateLimitError,
+        litellm.InternalServerError,
+        litellm.ServiceUnavailableError,
+        litellm.BadGatewayError,
+        litellm.Timeout,
+        litellm.APIConnectionError,
+        asyncio.TimeoutError,
+        ConnectionError,
+    )
+    if isinstance(error, transient):
+        return True
+    status = getattr(error, "status_code", None)
+    return isinstance(status, int) and (status == 429 or status >= 500)
+
+
+def _retry_after_s(error: BaseException) -> float | None:
+    """The provider's Retry-After, when a 429 carries one."""
+    response = getattr(error, "response", None)
+    headers = getattr(response, "headers", None)
+    if headers is None:
+        return None
+    try:
+        value = headers.get("retry-after")
+        return float(value) if value is not None else None
+    except (TypeError, ValueError):
+        return None
+
+
+def message_to_dict(message: Any) -> dict[str, Any]:
+    """litellm's Message -> a plain, JSON-serialisable OpenAI assistant message."""
+    tool_calls = None
+    raw_calls = getattr(message, "tool_calls", None)
+    if raw_calls:
+        tool_calls = []
+        for i, call in enumerate(raw_calls):
+            function = call.function if hasattr(call, "function") else call["function"]
+            name = function.name if hasattr(function, "name") else function["name"]
+            arguments = function.arguments if hasattr(function, "arguments") else function["arguments"]
+            if not isinstance(arguments, str):
+                import json
+
+                arguments = json.dumps(arguments)
+            call_id = getattr(call, "id", None) or (call.get("id") if isinstance(call, dict) else None)
+            tool_calls.append(
+                {
+                    "id": call_id or f"call_{i}",
+                    "type": "function",
+                    "function": {"name": name, "arguments": arguments},
+                }
+            )
+    content = getattr(message, "content", None)
+    return {"role": "assistant", "content": content, "tool_calls": tool_calls}
+
+
+class LLMClient:
+    """Makes model calls for one evaluation run. Safe to share between concurrent asyncio tasks."""
+
+    def __init__(self, config: LLMConfig | None = None, *, cache: ResponseCache | None = None) -> None:
+        _load_dotenv_once()
+        self.config = config or LLMConfig()
+        self._cache = cache
+        self.stats = ClientStats()
+        # Concurrent identical deterministic requests (k trials at temperature 0) make one call.
+        self._inflight: dict[str, asyncio.Lock] = {}
+
+    @property
+    def cache(self) -> ResponseCache | None:
+        if self.config.cache and self._cache is None:
+            self._cache = ResponseCache()
+        return self._cache if self.config.cache else None
+
+    async def complete(self, req: LLMRequest) -> LLMResult:
+        """One model call: from the cache when deterministic and cached, else through litellm.
+
+        Raises `ModelError` for a problem the user must fix (no key, unknown model) and
+        `LLMCallError` for a call that failed for good."""
+        self.stats.requests += 1
+        cache = self.cache
+        if cache is None or not req.is_deterministic():
+            return await self._call_with_retries(req)
+        key = req.cache_key()
+        lock = self._inflight.setdefault(key, asyncio.Lock())
+        try:
+            async with lock:
+                started = time.perf_counter()
+                hit = await asyncio.to_thread(cache.get, key)
+                if hit is not None:
+                    self.stats.cache_hits += 1
+                    return hit.model_copy(update={"cached": True, "latency_s": time.perf_counter() - started})
+                result = await self._call_with_retries(req)
+                await asyncio.to_thread(cache.put, key, result)
+                return result
+        finally:
+            if not lock.locked() and self._inflight.get(key) is lock:
+                del self._inflight[key]
+
+    def _backoff_s(self, attempt: int, error: BaseException) -> float:
+        """Exponential backoff with 'equal jitter': half fixed, half random, so parallel rollouts
+        that hit one rate limit together do not retry in lockstep."""
+        ceiling = min(self.config.backoff_max_s, self.config.backoff_base_s * (2**attempt))
+        delay = ceiling / 2 + random.uniform(0, ceiling / 2)
+        retry_after = _retry_after_s(error)
+        if retry_after is not None:
+            delay = max(delay, min(retry_after, self.config.backoff_max_s))
+        return delay
+
+    def _call_kwargs(self, req: LLMRequest) -> dict[str, Any]:
+        kwargs: dict[str, Any] = dict(req.params)
+        kwargs.update(model=req.model, messages=req.messages, timeout=self.config.timeout_s)
+        if req.tools:
+            kwargs["tools"] = req.tools
+        # Our loop owns retries; the SDK's own would hide attempts from the counters.
+        kwargs["num_retries"] = 0
+        if self.config.api_base:
+            kwargs["api_base"] = self.config.api_base
+        if self.config.api_key_env:
+            key = os.environ.get(self.config.api_key_env)
+            if not key:
+                raise ModelError(
+                    f"environment variable {self.config.api_key_env} is not set",
+                    where="llm config api_key_env",
+                    fix=f"export {self.config.api_key_env}=... or put it in .env",
+                )
+            kwargs["api_key"] = key
+        return kwargs
+
+    async def _call_with_retries(self, req: LLMRequest) -> LLMResult:
+        litellm = import_litellm()
+        kwargs = self._call_kwargs(req)
+        attempt = 0
+        while True:
+            started = time.perf_counter()
+            try:
+                # The outer wait_for also bounds in-process providers that ignore `timeout`.
+                response = await asyncio.wait_for(
+                    litellm.acompletion(**kwargs), timeout=self.config.timeout_s + 5.0
+                )
+            except Exception as error:
+                if isinstance(error, litellm.AuthenticationError):
+                    self.stats.failures += 1
+                    raise ModelError(
+                        f"the provider refused the key for {req.model} ({_one_line(str(error))[:160]})",
+                        where=f"model {req.model}",
+                        fix="set the provider's API key (e.g. OPENAI_API_KEY) in the environment or .env",
+                    ) from error
+                retryable = is_retryable(error)
+                if not retryable or attempt >= self.config.max_retries:
+                    self.stats.failures += 1
+                    raise LLMCallError(req.model, attempt + 1, error, retryable=retryable) from error
+                delay = self._backoff_s(attempt, error)
+                log.warning("%s: %s, retry %d in %.2fs", req.model, type(error).__name__, attempt + 1, delay)
+                self.stats.retries += 1
+                attempt += 1
+                await asyncio.sleep(delay)
+                continue
+            latency = time.perf_counter() - started
+            result = self._to_result(req, response, latency)
+            self.stats.model_calls += 1
+            self.stats.tokens_in += result.tokens_in
+            self.stats.tokens_out += result.tokens_out
+            self.stats.cost_usd += result.cost_usd
+            return result
+
+    @staticmethod
+    def _to_result(req: LLMRequest, response: Any, latency: float) -> LLMResult:
+        usage = getattr(response, "usage", None)
+        return LLMResult(
+            message=message_to_dict(response.choices[0].message),
+            tokens_in=int(getattr(usage, "prompt_tokens", 0) or 0),
+            tokens_out=int(getattr(usage, "completion_tokens", 0) or 0),
+            cost_usd=completion_cost(response),
+            latency_s=latency,
+            cached=False,
+            model=req.model,
+        )
+
+
+def completion_cost(response: Any) -> float:
+    """USD cost of a response by litellm's price table; 0 for local or unpriced models, never raises."""
+    litellm = import_litellm()
+    try:
+        cost = litellm.completion_cost(completion_response=response)
+    except Exception:
+        return 0.0
+    return float(cost or 0.0)

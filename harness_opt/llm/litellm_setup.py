@@ -1,0 +1,54 @@
+"""Import litellm once, configured for harness-opt, with our in-process providers registered.
+
+Why a function and not a top-level import: litellm takes seconds to import and, unless told
+otherwise, fetches its price table from the network; commands that never call a model should not
+pay for either. Every module here gets litellm through `import_litellm()`.
+"""
+
+from __future__ import annotations
+
+import os
+import threading
+from types import ModuleType
+from typing import Any
+
+_LOCK = threading.RLock()  # re-entered: import_litellm registers providers
+_LITELLM: ModuleType | None = None
+
+
+def import_litellm() -> ModuleType:
+    """litellm, with the bundled price table, quiet error banners, and `local/` routable."""
+    global _LITELLM
+    if _LITELLM is not None:
+        return _LITELLM
+    with _LOCK:
+        if _LITELLM is None:
+            os.environ.setdefault("LITELLM_LOCAL_MODEL_COST_MAP", "True")
+            import litellm
+
+            litellm.suppress_debug_info = True
+            _LITELLM = litellm
+            from harness_opt.llm.local import register_local_provider
+
+            register_local_provider()
+    return _LITELLM
+
+
+def register_provider(name: str, handler: Any) -> None:
+    """Route `<name>/<model>` to `handler` (a litellm `CustomLLM`), replacing an earlier handler."""
+    litellm = import_litellm()
+    with _LOCK:
+        current: list[dict[str, Any]] = getattr(litellm, "custom_provider_map", [])
+        entries = [e for e in current if e.get("provider") != name]
+        entries.append({"provider": name, "custom_handler": handler})
+        litellm.custom_provider_map = entries  # type: ignore[attr-defined]
+        # litellm only reads the map inside completion(); get_llm_provider needs the lists now.
+        from litellm.utils import custom_llm_setup
+
+        custom_llm_setup()
+
+
+def register_model_info(model: str, info: dict[str, Any]) -> None:
+    """Add `model` to litellm's model table (prices, context, capabilities such as response schema)."""
+    litellm = import_litellm()
+    litellm.register_model({model: info})

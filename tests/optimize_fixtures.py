@@ -101,18 +101,18 @@ def marker_rounds() -> list[list[Any]]:
 
 
 def main() -> None:
-    """`python optimize_fixtures.py RUN_ID LOG [resume]`: one optimize process for the kill test."""
+    """`python optimize_fixtures.py RUN_ID SEED_DIR [resume]`: one optimize process for the kill test."""
     from harness_opt.search.budget import Budget
     from harness_opt.search.config import OptimizeConfig
     from harness_opt.search.loop import optimize
     from harness_opt.testing import ScriptedModel, register_scripted
 
-    run_id, log = sys.argv[1], Path(sys.argv[2])
+    run_id, seed = sys.argv[1], Path(sys.argv[2])
     resume = len(sys.argv) > 3
-    model = ScriptedModel("killable", prompt_sensitive_responder(gold_by_text(), log), delay_s=0.01)
+    model = ScriptedModel("killable", prompt_sensitive_responder(gold_by_text()), delay_s=0.02)
     register_scripted(model)
     config = OptimizeConfig(
-        harness=SEED,
+        harness=seed,
         suite=SUITE,
         model=model.model,
         val_limit=40,

@@ -42,9 +42,8 @@ def test_kill_nine_then_resume_loses_and_duplicates_nothing(tmp_path: Path):
     shutil.copytree(SEED, seed)
     ledger = Ledger()
     run_id = "opt-killtest"
-    kills = 0
     # Kill points: during the baseline, during the noise rerun, during the candidates' evaluations.
-    for threshold in (15, 55, 110):
+    for kills, threshold in enumerate((15, 55, 110)):
         proc = start(run_id, seed, resume=kills > 0)
         deadline = time.monotonic() + 120
         while proc.poll() is None and rollout_count(ledger) < threshold and time.monotonic() < deadline:
@@ -53,7 +52,6 @@ def test_kill_nine_then_resume_loses_and_duplicates_nothing(tmp_path: Path):
         before = rollout_count(ledger)
         proc.send_signal(signal.SIGKILL)
         proc.wait()
-        kills += 1
         assert rollout_count(ledger) >= before  # nothing that was written is gone
     final = start(run_id, seed, resume=True)
     out, err = final.communicate(timeout=300)

@@ -73,6 +73,34 @@ class LiveDisplay:
         self._refresh()
 
 
+class LineDisplay:
+    """For logs and CI (no terminal): one line per event, evaluation progress every 25%."""
+
+    def __init__(self, console: Console) -> None:
+        self.console = console
+        self.last: tuple[str, int] = ("", -1)
+
+    def status(self, text: str) -> None:
+        self.console.print(f"· {text}", highlight=False)
+
+    def eval_progress(self, what: str, done: int, total: int) -> None:
+        quarter = (4 * done) // total if total else 4
+        if (what, quarter) != self.last:
+            self.last = (what, quarter)
+            self.console.print(f"  {what}: {done}/{total}", highlight=False)
+
+    def candidate(self, record: CandidateRecord) -> None:
+        val = "-" if record.val_score is None else f"{record.val_score:.3f}"
+        self.console.print(
+            f"→ it {record.iteration} {record.label} [{record.mechanism}] val {val}: "
+            f"{record.outcome} ({record.reason})",
+            highlight=False,
+        )
+
+    def incumbent(self, label: str, val_score: float, budget: str) -> None:
+        self.console.print(f"incumbent {label} val {val_score:.3f} · budget: {budget}", highlight=False)
+
+
 def render_summary(result: OptimizeResult, console: Console) -> None:
     table = Table(title=f"optimize {result.run_id} · model {result.model}")
     table.add_column("")
@@ -205,7 +233,10 @@ def register(app: typer.Typer) -> None:
             isolation=isolation,  # type: ignore[arg-type]
         )
         console = Console()
-        display = LiveDisplay(console)
-        with display.live:
-            result = optimize(config, display=display, resume=resume)
+        if console.is_terminal:
+            display = LiveDisplay(console)
+            with display.live:
+                result = optimize(config, display=display, resume=resume)
+        else:
+            result = optimize(config, display=LineDisplay(console), resume=resume)
         render_summary(result, console)

@@ -20,13 +20,22 @@ def plot_progress(result: OptimizeResult, path: Path) -> Path:
     evaluated = [c for c in result.candidates if c.val_score is not None]
     xs = list(range(len(evaluated)))
     fig, ax = plt.subplots(figsize=(10, 5.5), dpi=120)
-    rejected = [(x, c.val_score) for x, c in zip(xs, evaluated, strict=True) if c.outcome == "rejected"]
+    rejected = [
+        (x, c.val_score or 0.0) for x, c in zip(xs, evaluated, strict=True) if c.outcome == "rejected"
+    ]
     kept = [(x, c) for x, c in zip(xs, evaluated, strict=True) if c.outcome in ("accepted", "baseline")]
     if rejected:
-        ax.scatter(*zip(*rejected, strict=True), color="#9aa5b1", s=28, label="rejected", zorder=2)
+        ax.scatter(
+            [x for x, _ in rejected],
+            [y for _, y in rejected],
+            color="#9aa5b1",
+            s=28,
+            label="rejected",
+            zorder=2,
+        )
     ax.scatter(
         [x for x, _ in kept],
-        [c.val_score for _, c in kept],
+        [c.val_score or 0.0 for _, c in kept],
         color="#d64545",
         s=60,
         label="kept",

@@ -60,26 +60,26 @@ class PairedAcceptance:
             )
         test = paired_test({t: incumbent[t] for t in common}, {t: candidate[t] for t in common})
         delta, p = test.delta, test.p_value
-        base = dict(delta=delta, p_value=p, ci=(test.ci_lo, test.ci_hi), n_tasks=len(common))
-        if delta > noise and p < self.alpha:
+        ci = (test.ci_lo, test.ci_hi)
+
+        def verdict(accepted: bool, reason: str) -> Decision:
             return Decision(
-                accepted=True,
-                reason=f"significant gain {delta:+.3f} (p={p:.3g}, noise {noise:.3f}, {test.method})",
-                **base,
+                accepted=accepted, delta=delta, p_value=p, ci=ci, n_tasks=len(common), reason=reason
+            )
+
+        if delta > noise and p < self.alpha:
+            return verdict(
+                True, f"significant gain {delta:+.3f} (p={p:.3g}, noise {noise:.3f}, {test.method})"
             )
         if abs(delta) <= noise and simpler:
-            return Decision(
-                accepted=True,
-                reason=f"equal within noise ({delta:+.3f}, noise {noise:.3f}) and simpler",
-                **base,
-            )
+            return verdict(True, f"equal within noise ({delta:+.3f}, noise {noise:.3f}) and simpler")
         if delta <= 0:
             why = f"no gain ({delta:+.3f}, p={p:.3g})"
         elif delta <= noise:
             why = f"gain {delta:+.3f} is within the noise ({noise:.3f})"
         else:
             why = f"gain {delta:+.3f} not significant (p={p:.3g} >= {self.alpha})"
-        return Decision(accepted=False, reason=why, **base)
+        return verdict(False, why)
 
 
 class GreedyAcceptance:

@@ -98,8 +98,31 @@ class ErrorEvent(BaseModel):
     reason: str
 
 
+class UserTurnEvent(BaseModel):
+    """One exchange with a simulated user (`ctx.say`): what the agent said and what the user answered.
+
+    The simulator's model call is the suite's, not the agent's: its figures live here, never in an
+    LLMCallEvent, so agent cost (what a harness is judged on) and user cost stay apart.
+    """
+
+    type: Literal["user"] = "user"
+    agent_message: str = Field(description="What the agent said to the user.")
+    reply: str | None = Field(default=None, description="The user's answer; None once the user is gone.")
+    done: bool = Field(default=False, description="The user ended the conversation (stop token, max turns).")
+    stop_reason: str | None = Field(
+        default=None, description="stop, transfer, out_of_scope, max_turns, or None while talking."
+    )
+    model: str = ""
+    tokens_in: int = 0
+    tokens_out: int = 0
+    cost_usd: float = 0.0
+    latency_s: float = 0.0
+    error: str | None = None
+
+
 TraceEvent = Annotated[
-    LLMCallEvent | ToolCallEvent | LogEvent | OutputEvent | ErrorEvent, Field(discriminator="type")
+    LLMCallEvent | ToolCallEvent | LogEvent | OutputEvent | ErrorEvent | UserTurnEvent,
+    Field(discriminator="type"),
 ]
 
 
@@ -159,6 +182,9 @@ class Rollout(BaseModel):
         default=None, description="'<file relative to the traces dir>#<byte offset>'."
     )
     created: datetime = Field(default_factory=utcnow)
+    # Added by ledger migration m003_user_sim: columns are appended, so these fields come last.
+    user_cost_usd: float = Field(default=0.0, description="Spend of the simulated user (not the agent).")
+    user_tokens: int = Field(default=0, description="Prompt + completion tokens of the simulated user.")
 
     @property
     def key(self) -> RolloutKey:
@@ -175,6 +201,7 @@ class Rollout(BaseModel):
     def from_trace(cls, trace: Trace, trace_ref: str | None = None) -> Rollout:
         llm = [e for e in trace.events if isinstance(e, LLMCallEvent)]
         tools = [e for e in trace.events if isinstance(e, ToolCallEvent)]
+        user = [e for e in trace.events if isinstance(e, UserTurnEvent)]
         latency = (trace.ended - trace.started).total_seconds() if trace.ended else 0.0
         return cls(
             run_id=trace.run_id,
@@ -191,4 +218,6 @@ class Rollout(BaseModel):
             error_detail=trace.error_detail,
             feedback=trace.feedback,
             trace_ref=trace_ref,
+            user_cost_usd=sum(e.cost_usd for e in user),
+            user_tokens=sum(e.tokens_in + e.tokens_out for e in user),
         )

@@ -61,6 +61,8 @@ EXPECTED_SCHEMA = {
         ("feedback", "VARCHAR"),
         ("trace_ref", "VARCHAR"),
         ("created", TSTZ),
+        ("user_cost_usd", "DOUBLE"),
+        ("user_tokens", "BIGINT"),
     ],
     "runs": [
         ("run_id", "VARCHAR"),
@@ -134,6 +136,22 @@ def test_an_old_file_gains_later_migrations(tmp_path: Path) -> None:
     ledger = Ledger(path)
     indexes = {row["index_name"] for row in ledger.query("SELECT index_name FROM duckdb_indexes()")}
     assert {"rollouts_by_version", "rollouts_by_run"} <= indexes
+
+
+def test_rows_written_before_m003_read_back_with_zero_user_cost(tmp_path: Path) -> None:
+    path = tmp_path / "l.duckdb"
+    migrate(path, MIGRATIONS[:2])
+    old_columns = ", ".join(name for name, _ in EXPECTED_SCHEMA["rollouts"][:-2])
+    with duckdb.connect(str(path)) as con:
+        con.execute(
+            f"INSERT INTO rollouts ({old_columns}) VALUES "
+            "('r', 'v1', 's', 'val', 't1', 0, 'm', 1.0, true, 0.5, 1, 2, 0.1, 1, 0, NULL, NULL, '', NULL, now())"
+        )
+    ledger = Ledger(path)  # applies m003_user_sim
+    (row,) = ledger.rollouts()
+    assert (row.cost_usd, row.user_cost_usd, row.user_tokens) == (0.5, 0.0, 0)
+    ledger.add_rollouts([rollout("t2", user_cost_usd=0.25, user_tokens=40)])
+    assert [(r.user_cost_usd, r.user_tokens) for r in ledger.rollouts()] == [(0.0, 0), (0.25, 40)]
 
 
 def test_function_migration_runs_once(tmp_path: Path) -> None:

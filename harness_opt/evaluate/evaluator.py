@@ -107,7 +107,7 @@ class _LedgerBuffer:
     traces are on disk and `_recover_unflushed` puts them back after a crash.
     """
 
-    def __init__(self, ledger: Ledger, interval_s: float = 0.25) -> None:
+    def __init__(self, ledger: Ledger, interval_s: float = 1.0) -> None:
         self.ledger = ledger
         self.interval_s = interval_s
         self.rows: list[Rollout] = []

@@ -44,6 +44,8 @@ ROLLOUT_COLUMNS: tuple[tuple[str, str], ...] = (
     ("feedback", "VARCHAR"),
     ("trace_ref", "VARCHAR"),
     ("created", "TIMESTAMPTZ"),
+    ("user_cost_usd", "DOUBLE"),  # m003_user_sim
+    ("user_tokens", "BIGINT"),
 )
 _KEY_COLUMNS: tuple[tuple[str, str], ...] = (
     ("version_hash", "VARCHAR"),

@@ -95,9 +95,17 @@ CREATE INDEX decisions_by_run ON decisions (run_id);
 CREATE INDEX experiments_by_run ON experiments (run_id);
 """
 
+# Suites with a simulated user (tau2-retail): the user's spend is the suite's, kept apart from the
+# agent's cost_usd/tokens. DEFAULT 0 so rows written before this migration read back as "no user".
+_M003_USER_SIM = """
+ALTER TABLE rollouts ADD COLUMN user_cost_usd DOUBLE DEFAULT 0;
+ALTER TABLE rollouts ADD COLUMN user_tokens BIGINT DEFAULT 0;
+"""
+
 MIGRATIONS: list[Migration] = [
     ("m001_tables", _M001_TABLES),
     ("m002_indexes", _M002_INDEXES),
+    ("m003_user_sim", _M003_USER_SIM),
 ]
 
 

@@ -26,6 +26,12 @@ class AgentContext(Protocol):
         """Run a tool in the suite's environment. A bad call returns `{"error": "..."}`, never raises."""
         ...
 
+    def say(self, message: str) -> str | None:
+        """Send a message to the (simulated) user of a conversational suite; returns the user's reply,
+        or None once the user has ended the conversation (a stop token or the turn limit). In a suite
+        without a user it raises an error the harness may catch. Each call counts as one step."""
+        ...
+
     def render(self, template: str, **variables: Any) -> str:
         """Render `prompts/<template>` (jinja2, StrictUndefined) with `tools` and `variables`."""
         ...

@@ -14,7 +14,7 @@ Wire format
   `{"op": "exit", "id": n, "status": <raw wait status>}`.
 * Rollout channel (broker <-> rollout child): a SOCK_STREAM socketpair, frames of a 4-byte big-endian
   length then UTF-8 JSON. broker -> child first sends `{"task_id", "input"}`; then the child sends
-  requests (`llm`, `tool`, `render` get a reply `{"ok": bool, "value"|"error", "fatal"}`; `log` gets none)
+  requests (`llm`, `tool`, `say`, `render` get a reply `{"ok": bool, "value"|"error", "fatal"}`; `log` gets none)
   and finally one of `result`, `invalid_output`, `crash`, `memory`.
 """
 
@@ -151,6 +151,10 @@ class SandboxContext:
 
     def call_tool(self, name: str, args: dict[str, Any]) -> Any:
         return self._request({"op": "tool", "name": name, "args": args})
+
+    def say(self, message: str) -> str | None:
+        reply = self._request({"op": "say", "message": str(message)})
+        return None if reply is None else str(reply)
 
     def render(self, template: str, **variables: Any) -> str:
         return str(self._request({"op": "render", "template": template, "variables": variables}))

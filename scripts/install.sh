@@ -11,13 +11,20 @@ PY=${PYTHON:-python3}
 extras="local"
 [ "${1:-}" = "--dev" ] && extras="local,dev"
 
-if ! command -v bwrap >/dev/null 2>&1; then
+apt_install() {  # Debian/Ubuntu as root only; elsewhere print what to install
   if command -v apt-get >/dev/null 2>&1 && [ "$(id -u)" = 0 ]; then
-    echo "installing bubblewrap (the sandbox for harness code)"
-    apt-get install -y -qq bubblewrap >/dev/null 2>&1 || { apt-get update -qq && apt-get install -y -qq bubblewrap; }
+    apt-get install -y -qq "$@" >/dev/null 2>&1 || { apt-get update -qq && apt-get install -y -qq "$@"; }
   else
-    echo "note: bubblewrap (bwrap) not found; harness code will run with rlimits only. Install it with your package manager." >&2
+    echo "note: please install $* with your package manager" >&2
   fi
+}
+if ! command -v bwrap >/dev/null 2>&1; then
+  echo "installing bubblewrap (the sandbox for harness code)"
+  apt_install bubblewrap
+fi
+if [ "${1:-}" = "--dev" ] && { ! command -v chromium >/dev/null 2>&1 || ! command -v chromedriver >/dev/null 2>&1; }; then
+  echo "installing headless chromium + chromedriver (the HTML report's browser test)"
+  apt_install chromium chromium-driver
 fi
 
 if [ -z "${CMAKE_ARGS:-}" ] && [ "$(uname -m)" = "x86_64" ]; then
@@ -26,4 +33,5 @@ fi
 echo "installing harness-opt[$extras] (first install compiles llama-cpp-python: several minutes)"
 "$PY" -m pip install --disable-pip-version-check -q -e ".[$extras]"
 "$PY" -c "import llama_cpp" || { echo "llama-cpp-python failed to import; see the README's troubleshooting" >&2; exit 1; }
+command -v pyenv >/dev/null 2>&1 && pyenv rehash || true  # make the new `harness-opt` script visible
 echo "installed: $(command -v harness-opt || echo "harness-opt (add your Python's bin dir to PATH)")"

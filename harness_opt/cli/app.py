@@ -33,10 +33,22 @@ err_console = Console(stderr=True)
 
 
 def _register() -> None:
-    from harness_opt.cli import eval_cmd, models_cmd, optimize_cmd, runs_cmd, traces_cmd
+    from harness_opt.cli import (
+        diff_cmd,
+        eval_cmd,
+        leaderboard_cmd,
+        models_cmd,
+        optimize_cmd,
+        report_cmd,
+        runs_cmd,
+        traces_cmd,
+    )
 
     eval_cmd.register(app)
     optimize_cmd.register(app)
+    diff_cmd.register(app)
+    leaderboard_cmd.register(app)
+    report_cmd.register(app)
     runs_cmd.register(app)
     models_cmd.register(app)
     app.add_typer(traces_cmd.app, name="traces")

@@ -1,0 +1,69 @@
+"""`harness-opt export`: write a leaderboard submission bundle for one harness version."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+from harness_opt.cli.suite_options import DataOption, UserModelOption
+
+
+def register(app: typer.Typer) -> None:
+    @app.command("export")
+    def export_command(
+        harness: Annotated[Path, typer.Argument(help="Harness version: a directory or agent@vN.")],
+        suite: Annotated[
+            Path, typer.Option(help="Suite folder (tasks/tau2-retail).", envvar="HARNESS_OPT_SUITE")
+        ],
+        format: Annotated[str, typer.Option("--format", help="Bundle format: tau2.")] = "tau2",
+        split: Annotated[str, typer.Option(help="Split to report (sealed test by default).")] = "test",
+        trials: Annotated[int, typer.Option(min=1, max=4, help="Trials per task: pass^1..trials.")] = 4,
+        model: Annotated[
+            str | None,
+            typer.Option(help="Agent model; default from harness.toml.", envvar="HARNESS_OPT_MODEL"),
+        ] = None,
+        model_name: Annotated[str | None, typer.Option(help="Leaderboard model name.")] = None,
+        model_organization: Annotated[str | None, typer.Option(help="Who made the model.")] = None,
+        submitting_organization: Annotated[str | None, typer.Option(help="Who ran the evaluation.")] = None,
+        contact: Annotated[
+            str | None, typer.Option(help="Contact email.", envvar="HARNESS_OPT_CONTACT")
+        ] = None,
+        contact_name: Annotated[str | None, typer.Option(help="Contact name.")] = None,
+        github: Annotated[str | None, typer.Option(help="Contact GitHub handle.")] = None,
+        config: Annotated[
+            Path | None, typer.Option(help="TOML file with a [submission] table of the fields above.")
+        ] = None,
+        out: Annotated[Path, typer.Option(help="Folder the bundle goes under.")] = Path("leaderboards"),
+        concurrency: Annotated[int, typer.Option(min=1, help="Rollouts in flight.")] = 4,
+        user_model: UserModelOption = None,
+        data: DataOption = None,
+    ) -> None:
+        """Evaluate HARNESS on the test split (or reuse the ledger's rollouts) and write a taubench.com
+        bundle: submission.json and the trajectories in τ²'s results format, validated."""
+        from harness_opt.cli.suite_options import load_suite_with_options
+        from harness_opt.errors import UserError
+        from harness_opt.export import ExportConfig, Submitter, export_tau2, load_submitter
+        from harness_opt.harness.lineage import resolve_version
+
+        if format != "tau2":
+            raise UserError(f"unknown export format '{format}'", where="--format", fix="use --format tau2")
+        submitter = load_submitter(config) if config else Submitter()
+        submitter = submitter.merged(Submitter(
+            model_name=model_name, model_organization=model_organization,
+            submitting_organization=submitting_organization, contact_email=contact,
+            contact_name=contact_name, contact_github=github,
+        ))
+        submitter.require()  # before any evaluation is spent
+        suite_obj = load_suite_with_options(suite, user_model=user_model, data=data)
+        result = export_tau2(
+            resolve_version(str(harness)), suite_obj, submitter,
+            ExportConfig(split=split, trials=trials, model=model, concurrency=concurrency, out_dir=out),
+        )
+        retail = result.submission.results.retail
+        figures = ", ".join(
+            f"pass^{k} {getattr(retail, f'pass_{k}'):.1f}%" for k in range(1, 5)
+            if retail is not None and getattr(retail, f"pass_{k}") is not None
+        )
+        typer.echo(f"wrote {result.folder} ({result.n_simulations} simulations; {figures}); validated")

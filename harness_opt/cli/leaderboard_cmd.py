@@ -1,0 +1,80 @@
+"""`harness-opt leaderboard`: which version is best on a suite, at what cost."""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+import typer
+from rich.console import Console
+from rich.table import Table
+
+from harness_opt.report.leaderboard import Leaderboard
+
+
+def print_board(board: Leaderboard, console: Console) -> None:
+    table = Table(title=f"{board.suite} / {board.split}", show_edge=False)
+    for col in (
+        "#",
+        "",
+        "version",
+        "model",
+        "score (95% CI)",
+        "tasks",
+        "rollouts",
+        "cost/task",
+        "proposer",
+        "parent",
+    ):
+        table.add_column(col, justify="right" if col in ("#", "tasks", "rollouts", "cost/task") else "left")
+    for r in board.rows:
+        marks = ("★" if r.incumbent else "") + ("◆" if r.pareto else "")
+        table.add_row(
+            str(r.rank),
+            marks,
+            r.label,
+            r.model,
+            f"{r.score:.3f} [{r.ci[0]:.3f}, {r.ci[1]:.3f}]",
+            str(r.n_tasks),
+            str(r.n_rollouts),
+            f"${r.cost_per_task:.5f}",
+            r.proposer,
+            r.parent or "-",
+            style="bold" if r.incumbent else None,
+        )
+    console.print(table)
+    how = f"★ incumbent: {board.incumbent.how}" if board.incumbent else "★ incumbent: none"
+    console.print(f"{how}   ◆ Pareto set (score up, cost per task down)", highlight=False)
+
+
+def register(app: typer.Typer) -> None:
+    @app.command("leaderboard")
+    def leaderboard_command(
+        suite: Annotated[
+            str | None,
+            typer.Option(help="Suite folder or name (default: every suite).", envvar="HARNESS_OPT_SUITE"),
+        ] = None,
+        split: Annotated[str, typer.Option(help="Split to rank on.", envvar="HARNESS_OPT_SPLIT")] = "val",
+        model: Annotated[str | None, typer.Option(help="Only rollouts of this model.")] = None,
+        as_json: Annotated[bool, typer.Option("--json", help="Print JSON instead.")] = False,
+    ) -> None:
+        """Versions ranked by score with CI, cost per task, rollouts, proposer and parent."""
+        import json
+
+        from harness_opt.report.leaderboard import leaderboard
+
+        boards = leaderboard(suite, split, model=model)
+        if as_json:
+            typer.echo(json.dumps([b.model_dump(mode="json") for b in boards], indent=2))
+            return
+        console = Console()
+        if not boards or not any(b.rows for b in boards):
+            where = f"suite {suite}" if suite else "any suite"
+            console.print(
+                f"[yellow]no results on {where} / {split} in the ledger[/]; evaluate a version first:\n"
+                f"  harness-opt eval harnesses/<agent>/v0001 --suite {suite or 'tasks/<suite>'}"
+                + ("" if split == "val" else f" --split {split}"),
+                highlight=False,
+            )
+            return
+        for board in boards:
+            print_board(board, console)

@@ -1,4 +1,4 @@
-"""`python -m harness_opt ...` is the same as the `harness-opt` command (handy when scripts are not on PATH)."""
+"""`python -m harness_opt` is the `harness-opt` command (handy when scripts are not on PATH)."""
 
 from harness_opt.cli.app import main
 

@@ -40,6 +40,13 @@ EXPECTED_SCHEMA = {
         ("description", "VARCHAR"),
         ("created", TSTZ),
     ],
+    "scans": [
+        ("run_id", "VARCHAR"),
+        ("version_hash", "VARCHAR"),
+        ("findings", "JSON"),
+        ("max_severity", "VARCHAR"),
+        ("created", TSTZ),
+    ],
     "rollouts": [
         ("run_id", "VARCHAR"),
         ("version_hash", "VARCHAR"),
@@ -145,7 +152,8 @@ def test_rows_written_before_m003_read_back_with_zero_user_cost(tmp_path: Path) 
     with duckdb.connect(str(path)) as con:
         con.execute(
             f"INSERT INTO rollouts ({old_columns}) VALUES "
-            "('r', 'v1', 's', 'val', 't1', 0, 'm', 1.0, true, 0.5, 1, 2, 0.1, 1, 0, NULL, NULL, '', NULL, now())"
+            "('r', 'v1', 's', 'val', 't1', 0, 'm', 1.0, true, 0.5, 1, 2, 0.1, 1, 0, "
+            "NULL, NULL, '', NULL, now())"
         )
     ledger = Ledger(path)  # applies m003_user_sim
     (row,) = ledger.rollouts()

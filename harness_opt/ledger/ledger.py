@@ -153,6 +153,36 @@ class Ledger:
     def add_experiment(self, row: ExperimentRow) -> None:
         self._insert_row("experiments", row.model_dump())
 
+    def add_scan(
+        self,
+        run_id: str | None,
+        version_hash: str,
+        findings: Sequence[dict[str, Any]],
+        max_severity: str | None,
+    ) -> None:
+        """Record a candidate scan (harness_opt.trust.scan); `diff` and the loop read it back."""
+        self._insert_row(
+            "scans",
+            {
+                "run_id": run_id,
+                "version_hash": version_hash,
+                "findings": json.dumps(list(findings), default=str),
+                "max_severity": max_severity,
+                "created": utcnow(),
+            },
+        )
+
+    def scans(self, version_hash: str) -> list[dict[str, Any]]:
+        """Every scan of a version, oldest first, with `findings` parsed back into a list of dicts."""
+        rows = self.query(
+            "SELECT run_id, version_hash, findings, max_severity, created FROM scans "
+            "WHERE version_hash = ? ORDER BY created, rowid",
+            [version_hash],
+        )
+        for row in rows:
+            row["findings"] = json.loads(row["findings"]) if row["findings"] else []
+        return rows
+
     def _insert_row(self, table: str, values: dict[str, Any], on_conflict: str = "") -> None:
         names = ", ".join(values)
         marks = ", ".join("?" for _ in values)

@@ -102,10 +102,23 @@ ALTER TABLE rollouts ADD COLUMN user_cost_usd DOUBLE DEFAULT 0;
 ALTER TABLE rollouts ADD COLUMN user_tokens BIGINT DEFAULT 0;
 """
 
+# Candidate scans (harness_opt.trust.scan): what a version's files were found to do before evaluation.
+_M004_SCANS = """
+CREATE TABLE scans (
+    run_id        VARCHAR,
+    version_hash  VARCHAR NOT NULL,
+    findings      JSON,
+    max_severity  VARCHAR,
+    created       TIMESTAMPTZ NOT NULL
+);
+CREATE INDEX scans_by_version ON scans (version_hash);
+"""
+
 MIGRATIONS: list[Migration] = [
     ("m001_tables", _M001_TABLES),
     ("m002_indexes", _M002_INDEXES),
     ("m003_user_sim", _M003_USER_SIM),
+    ("m004_scans", _M004_SCANS),
 ]
 
 

@@ -1,8 +1,8 @@
 """The broker: run one harness version on many tasks, each rollout in a sandboxed child of the fork server.
 
 The child (untrusted agent.py) only ever sees the task input and a pipe. Every `ctx.llm`, `ctx.call_tool`,
-`ctx.render` and `ctx.log` arrives here as a request: the broker makes the model call with the keys the
-child never sees, runs the tool against the parent-side environment, records the trace event and
+`ctx.say`, `ctx.render` and `ctx.log` arrives here as a request: the broker makes the model call with the
+keys the child never sees, runs the tool against the parent-side environment, records the trace event and
 enforces the per-rollout limits. A rollout's failure (timeout, crash, limit) is a `RolloutResult` with an
 error kind, never an exception: the evaluator scores it 0 and carries on.
 """
@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import inspect
 import itertools
 import os
 import signal
@@ -26,7 +27,15 @@ from pydantic import BaseModel, Field, ValidationError
 from harness_opt.errors import UserError
 from harness_opt.harness.manifest import RolloutLimits
 from harness_opt.llm.types import LLMRequest, LLMResult
-from harness_opt.records import ErrorKind, LLMCallEvent, LogEvent, ToolCallEvent, TraceEvent, utcnow
+from harness_opt.records import (
+    ErrorKind,
+    LLMCallEvent,
+    LogEvent,
+    ToolCallEvent,
+    TraceEvent,
+    UserTurnEvent,
+    utcnow,
+)
 from harness_opt.runtime import zygote as wire
 from harness_opt.runtime.channel import FrameProtocol, to_json_bytes
 from harness_opt.runtime.forkserver import ForkServer, ForkServerDied, ForkServerStartError
@@ -126,6 +135,8 @@ class _Rollout:
                     proto.send_raw(await self._llm(msg))
                 elif op == "tool":
                     proto.send_raw(self._tool(msg))
+                elif op == "say":
+                    proto.send_raw(await self._say(msg))
                 elif op == "render":
                     proto.send_raw(self._render(msg))
                 elif op == "log":
@@ -204,6 +215,39 @@ class _Rollout:
             value = converted["value"]
         self.events.append(ToolCallEvent(name=name, args=args, result=value, error=error, latency_s=latency))
         return frame
+
+    async def _say(self, msg: dict[str, Any]) -> bytes:
+        """`ctx.say`: the environment's simulated user answers (its model call is the suite's cost)."""
+        self._step("ctx.say")
+        user_turn = getattr(self.env, "user_turn", None)
+        if user_turn is None or not inspect.iscoroutinefunction(user_turn):
+            return _error_reply(
+                "ctx.say: this suite has no simulated user — fix: return the answer from run()"
+            )
+        message = str(msg.get("message", ""))
+        t0 = time.perf_counter()
+        try:
+            turn = await user_turn(message)
+        except Exception as exc:  # the simulator's model failed: not the harness's fault, not cacheable
+            detail = f"{type(exc).__name__}: {exc}"
+            self.events.append(UserTurnEvent(
+                agent_message=message, done=True, error=detail, latency_s=time.perf_counter() - t0
+            ))
+            raise _Abort("llm_error", f"user simulator failed: {detail}") from None
+        done = bool(getattr(turn, "done", False))
+        reply = None if done else str(getattr(turn, "content", None) or "")
+        self.events.append(UserTurnEvent(
+            agent_message=message,
+            reply=getattr(turn, "content", None) if done else reply,
+            done=done,
+            stop_reason=getattr(turn, "stop_reason", None),
+            model=str(getattr(turn, "model", "") or ""),
+            tokens_in=int(getattr(turn, "tokens_in", 0) or 0),
+            tokens_out=int(getattr(turn, "tokens_out", 0) or 0),
+            cost_usd=float(getattr(turn, "cost_usd", 0.0) or 0.0),
+            latency_s=float(getattr(turn, "latency_s", 0.0) or (time.perf_counter() - t0)),
+        ))
+        return to_json_bytes({"ok": True, "value": reply})[0]
 
     def _render(self, msg: dict[str, Any]) -> bytes:
         variables = msg.get("variables") or {}

@@ -227,7 +227,9 @@ def launch_spec(mode: Isolation, paths: SandboxPaths) -> LaunchSpec:
         for key, value in _minimal_env(BOX_SCRATCH).items():
             argv += ["--setenv", key, value]
         argv += [python, "-I", "-B", zygote, init]
-        return LaunchSpec(argv, None, None, BOX_VERSION, BOX_SCRATCH)
+        # bwrap itself gets the minimal env too: its pid-1 child inside the sandbox keeps the env it was
+        # started with, and /proc/1/environ is readable from the sandbox (an API key leaked that way).
+        return LaunchSpec(argv, _minimal_env(BOX_SCRATCH), None, BOX_VERSION, BOX_SCRATCH)
     prefix = _unshare_prefix() if mode == "unshare" else []
     argv = [*prefix, python, "-I", "-B", str(ZYGOTE_FILE), str(paths.init_file)]
     scratch = str(paths.scratch)

@@ -14,7 +14,8 @@ Wire format
   `{"op": "exit", "id": n, "status": <raw wait status>}`.
 * Rollout channel (broker <-> rollout child): a SOCK_STREAM socketpair, frames of a 4-byte big-endian
   length then UTF-8 JSON. broker -> child first sends `{"task_id", "input"}`; then the child sends
-  requests (`llm`, `tool`, `say`, `render` get a reply `{"ok": bool, "value"|"error", "fatal"}`; `log` gets none)
+  requests (`llm`, `tool`, `say`, `render` get a reply `{"ok": bool, "value"|"error", "fatal"}`; `log`
+  gets none)
   and finally one of `result`, `invalid_output`, `crash`, `memory`.
 """
 
@@ -47,6 +48,8 @@ EXIT_PROTOCOL = 87
 CAPTURE_LIMIT = 16 * 1024
 """Characters of harness stdout/stderr kept per rollout (the rest is dropped, with a note)."""
 _PR_SET_PDEATHSIG = 1
+MAX_PROCS = 1024
+"""RLIMIT_NPROC of a rollout child: processes + threads of the sandbox's user, so a fork bomb stops here."""
 
 
 def encode(msg: Any) -> bytes:
@@ -91,7 +94,8 @@ class _BoundedText:
 
 
 class RenderError(Exception):
-    """`ctx.render` failed in the parent (missing template, undefined variable)."""
+    """A request failed in the parent and the harness may carry on: `ctx.render` (missing template,
+    undefined variable), bad `ctx.llm` arguments, `ctx.say` in a suite without a user."""
 
 
 class RolloutAborted(BaseException):
@@ -186,9 +190,84 @@ def _apply_limits(limits: dict[str, Any]) -> None:
         (resource.RLIMIT_FSIZE, 64 * 1024 * 1024, 64 * 1024 * 1024),
         (resource.RLIMIT_NOFILE, 256, 256),
         (resource.RLIMIT_CORE, 0, 0),
+        (resource.RLIMIT_NPROC, MAX_PROCS, MAX_PROCS),
     ):
         with contextlib.suppress(ValueError, OSError):
             resource.setrlimit(res, (soft, hard))
+    if _host_root():
+        _forbid_processes()
+
+
+def _host_root() -> bool:
+    """Whether we run as root of the host, for which the kernel ignores RLIMIT_NPROC.
+
+    bwrap started by root maps the sandbox's uid 0 onto host uid 0, so the fork-bomb cap above would
+    not bind; `/proc/self/uid_map` says which host uid we really are.
+    """
+    euid = os.geteuid()
+    try:
+        with open("/proc/self/uid_map", encoding="ascii") as fh:
+            for line in fh:
+                inside, outside, count = (int(x) for x in line.split())
+                if inside <= euid < inside + count:
+                    return outside + (euid - inside) == 0
+    except (OSError, ValueError):
+        pass
+    return euid == 0
+
+
+_SECCOMP_SYSCALLS = {
+    "x86_64": (0xC000003E, {"clone": 56, "fork": 57, "vfork": 58, "clone3": 435}),
+    "aarch64": (0xC00000B7, {"clone": 220, "clone3": 435}),
+}
+_BPF_LD, _BPF_JEQ, _BPF_JGE, _BPF_JSET, _BPF_RET = 0x20, 0x15, 0x35, 0x45, 0x06
+_RET_ALLOW, _RET_ERRNO = 0x7FFF0000, 0x00050000
+_CLONE_THREAD = 0x00010000
+
+
+def _forbid_processes() -> bool:
+    """Seccomp filter: threads may be created, processes may not (fork, vfork, posix_spawn fail EAGAIN).
+
+    The fork-bomb guard for host root, where RLIMIT_NPROC does not apply. clone3 answers ENOSYS so
+    glibc falls back to clone, whose flags the filter can read; foreign-ABI syscalls are refused.
+    Returns False (no filter) on an architecture without a syscall table here.
+    """
+    spec = _SECCOMP_SYSCALLS.get(os.uname().machine)
+    if spec is None:
+        return False
+    arch, nr = spec
+    prog: list[Any] = [("ld", 4), ("jne", arch, "deny"), ("ld", 0), ("jge", 0x40000000, "deny"),
+                       ("jeq", nr["clone3"], "nosys"), ("jeq", nr["clone"], "clone")]
+    prog += [("jeq", nr[name], "again") for name in ("fork", "vfork") if name in nr]
+    prog += [("ret", _RET_ALLOW), "clone", ("ld", 16), ("jset", _CLONE_THREAD, "allow"),
+             "again", ("ret", _RET_ERRNO | 11), "nosys", ("ret", _RET_ERRNO | 38),
+             "deny", ("ret", _RET_ERRNO | 1), "allow", ("ret", _RET_ALLOW)]
+    labels: dict[str, int] = {}
+    code: list[tuple[Any, ...]] = []
+    for item in prog:
+        if isinstance(item, str):
+            labels[item] = len(code)
+        else:
+            code.append(item)
+    jumps = {"jeq": _BPF_JEQ, "jne": _BPF_JEQ, "jge": _BPF_JGE, "jset": _BPF_JSET}
+    raw = bytearray()
+    for i, (op, k, *target) in enumerate(code):
+        if op in ("ld", "ret"):
+            raw += struct.pack("HBBI", _BPF_LD if op == "ld" else _BPF_RET, 0, 0, k)
+            continue
+        off = labels[target[0]] - i - 1
+        jt, jf = (0, off) if op == "jne" else (off, 0)
+        raw += struct.pack("HBBI", jumps[op], jt, jf, k)
+    program = ctypes.create_string_buffer(bytes(raw))
+
+    class _SockFprog(ctypes.Structure):
+        _fields_ = [("len", ctypes.c_ushort), ("filter", ctypes.c_void_p)]
+
+    fprog = _SockFprog(len(code), ctypes.addressof(program))
+    libc = ctypes.CDLL(None, use_errno=True)
+    if libc.prctl(38, 1, 0, 0, 0) != 0:  # PR_SET_NO_NEW_PRIVS, required for an unprivileged filter
+        return False
+    return bool(libc.prctl(22, 2, ctypes.byref(fprog), 0, 0) == 0)  # PR_SET_SECCOMP, MODE_FILTER
 
 
 def _rollout_child(fd: int, workdir: str, init: dict[str, Any], run: Any) -> int:

@@ -114,8 +114,13 @@ def _import_module(file: Path, suite_name: str) -> Any:
     return module
 
 
-def load_suite(path: Path | str) -> Suite:
-    """Load the suite in folder `path` (a `tasks/<name>/` directory or its suite.toml)."""
+def load_suite(path: Path | str, **options: Any) -> Suite:
+    """Load the suite in folder `path` (a `tasks/<name>/` directory or its suite.toml).
+
+    `options` (e.g. `user_model=`, `data=` from the CLI) are merged over suite.toml's `[options]`
+    table and reach the module as `config["options"]`; a None value means "not given" and keeps the
+    file's setting, so a CLI default never overrides what the suite author wrote.
+    """
     folder = Path(path).expanduser()
     if folder.name == SUITE_FILE and folder.is_file():
         folder = folder.parent
@@ -126,6 +131,12 @@ def load_suite(path: Path | str) -> Suite:
             fix="pass a folder like tasks/banking77 that holds a suite.toml",
         )
     config, raw = read_suite_config(folder)
+    table = raw.get("options") or {}
+    if not isinstance(table, dict):
+        raise SuiteError(
+            "[options] must be a table", where=str(folder / SUITE_FILE), fix="write it as [options]"
+        )
+    raw["options"] = {**table, **{k: v for k, v in options.items() if v is not None}}
     module_file = folder / config.suite.module
     if not module_file.is_file():
         raise SuiteError(

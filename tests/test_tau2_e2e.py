@@ -1,0 +1,93 @@
+"""End to end on the real tau2-retail suite with the embedded model as the agent AND as the customer.
+
+A 135M model is no support agent, so this asserts the machinery, not the score: each rollout ends
+without a harness or broker error, the trace holds the greeting, the customer's replies and any tool
+calls, the user's figures are counted apart from the agent's, the reward line is parsed, and the
+export bundle built from these rollouts validates. To stay within minutes on 2 cores the seed
+agent.py runs with a short prompt, three tools, capped tokens and two customer turns.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import time
+from pathlib import Path
+
+import pytest
+
+from harness_opt.evaluate.evaluator import EvalConfig, evaluate
+from harness_opt.evaluate.tracestore import read_trace
+from harness_opt.export import ExportConfig, Submitter, export_tau2, validate_bundle
+from harness_opt.export.tau2 import reward_line
+from harness_opt.records import LLMCallEvent, UserTurnEvent
+from harness_opt.suites.loader import load_suite
+
+REPO = Path(__file__).resolve().parents[1]
+SEED = REPO / "harnesses" / "tau2-retail" / "v0001"
+DATA = Path(os.environ.get("HARNESS_OPT_TAU2_DATA") or REPO.parent / "shared" / "data" / "tau2")
+TOOLS = ("find_user_id_by_email", "find_user_id_by_name_zip", "get_order_details")
+
+pytestmark = [
+    pytest.mark.slow,
+    pytest.mark.skipif(not (DATA / "retail" / "tasks.json").is_file(), reason=f"τ² data not at {DATA}"),
+]
+
+
+def small_seed(root: Path) -> Path:
+    """The seed harness's agent.py with a prompt and tool list the 135M model can hold in 4k tokens."""
+    import json
+
+    folder = root / "tau2-retail" / "v0001"
+    (folder / "prompts").mkdir(parents=True)
+    shutil.copy(SEED / "agent.py", folder / "agent.py")
+    tools = [t for t in json.loads((SEED / "tools.json").read_text()) if t["function"]["name"] in TOOLS]
+    (folder / "tools.json").write_text(json.dumps(tools))
+    (folder / "prompts" / "system.j2").write_text(
+        "You are a retail customer service agent. Find the customer's user id from their email or "
+        "name and zip code, then help them with their order. One tool call or one message per turn."
+    )
+    (folder / "harness.toml").write_text(
+        '[harness]\nname = "tau2-retail"\nversion = 1\nproposer = "seed"\nhypothesis = "e2e test"\n\n'
+        '[model]\nname = "local/smollm2"\nparams = { temperature = 0, max_tokens = 48 }\n\n'
+        '[runtime]\nentrypoint = "agent.py:run"\n\n'
+        "[runtime.limits]\nmax_steps = 16\nwall_time_s = 240\n"
+    )
+    return folder
+
+
+def test_embedded_agent_and_user_on_three_val_tasks(tmp_path: Path) -> None:
+    version = small_seed(tmp_path)
+    suite = load_suite(
+        REPO / "tasks" / "tau2-retail", data=str(DATA), user_model="local/smollm2", max_turns=2
+    )
+    t0 = time.monotonic()
+    result = evaluate(version, suite, EvalConfig(split="val", limit=3, concurrency=2))
+    wall = time.monotonic() - t0
+    assert len(result.rollouts) == 3
+    for rollout in result.rollouts:
+        assert rollout.error in (None, "step_limit"), (rollout.error, rollout.error_detail)
+        trace = read_trace(rollout.trace_ref)
+        turns = [e for e in trace.events if isinstance(e, UserTurnEvent)]
+        assert turns[0].agent_message == "Hi! How can I help you today?"
+        assert turns[0].reply and turns[0].model == "local/smollm2" and turns[0].tokens_out > 0
+        assert any(isinstance(e, LLMCallEvent) for e in trace.events)
+        assert rollout.user_tokens == sum(t.tokens_in + t.tokens_out for t in turns) > 0
+        assert rollout.tokens_in > 0  # the agent's own tokens, counted apart
+        if rollout.error is None:
+            line = reward_line(trace.feedback)
+            assert line is not None and line["reward"] == rollout.score
+    scores = [r.score for r in result.rollouts]
+    print(f"\n3 val tasks, embedded agent + user: {wall:.1f}s wall; scores {scores}")
+
+    bundle = export_tau2(
+        version, suite,
+        Submitter(model_name="smollm2-135m", model_organization="HuggingFace",
+                  submitting_organization="harness-opt tests", contact_email="tests@example.com"),
+        ExportConfig(split="val", trials=1, limit=3, out_dir=tmp_path / "leaderboards"),
+    )
+    submission, trajectories = validate_bundle(bundle.folder)  # the 3 rollouts above, reused
+    assert submission.results.retail is not None and submission.results.retail.pass_1 is not None
+    assert len(trajectories["retail"].simulations) == 3
+    assert submission.methodology and submission.methodology.verification
+    assert submission.methodology.verification.omitted_questions is True

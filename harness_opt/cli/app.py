@@ -34,11 +34,15 @@ err_console = Console(stderr=True)
 
 def _register() -> None:
     from harness_opt.cli import (
+        audit_cmd,
         diff_cmd,
+        doctor_cmd,
         eval_cmd,
+        export_cmd,
         leaderboard_cmd,
         models_cmd,
         optimize_cmd,
+        premortem_cmd,
         report_cmd,
         runs_cmd,
         traces_cmd,
@@ -49,6 +53,10 @@ def _register() -> None:
     diff_cmd.register(app)
     leaderboard_cmd.register(app)
     report_cmd.register(app)
+    export_cmd.register(app)
+    doctor_cmd.register(app)
+    premortem_cmd.register(app)
+    audit_cmd.register(app)
     runs_cmd.register(app)
     models_cmd.register(app)
     app.add_typer(traces_cmd.app, name="traces")

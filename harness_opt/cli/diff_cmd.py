@@ -118,6 +118,16 @@ def print_report(report: DiffReport, console: Console) -> None:
         print_versions(report.versions, console)
     elif report.versions_note:
         console.print(f"[yellow]{report.versions_note}[/]")
+    if report.scan_findings:
+        console.print(f"[bold]trust scan of {report.b_label}[/] (worst: {report.scan_severity})")
+        style = {"reject": "red", "flag": "yellow", "note": "dim"}
+        for f in report.scan_findings:
+            where = f"{f.get('file') or ''}:{f.get('line') or ''}".strip(":")
+            console.print(
+                f"  [{style.get(f.get('severity', ''), 'white')}]{f.get('severity')}[/] "
+                f"{f.get('kind')} {where} {f.get('message')}",
+                highlight=False,
+            )
     if report.results is not None:
         print_results(report.results, console)
     for missing in report.missing:

@@ -17,6 +17,8 @@ from rich.progress import (
 )
 from rich.table import Table
 
+from harness_opt.cli.suite_options import DataOption, UserModelOption, load_suite_with_options
+
 if TYPE_CHECKING:
     from harness_opt.evaluate.evaluator import EvalResult
 
@@ -97,6 +99,8 @@ def register(app: typer.Typer) -> None:
             typer.Option(help="Base URL of an OpenAI-compatible server.", envvar="HARNESS_OPT_API_BASE"),
         ] = None,
         json_out: Annotated[bool, typer.Option("--json", help="Print the summary as JSON.")] = False,
+        user_model: UserModelOption = None,
+        data: DataOption = None,
     ) -> None:
         """Evaluate HARNESS on one split of a suite: k trials per task, one trace and one ledger row each.
 
@@ -124,11 +128,10 @@ def register(app: typer.Typer) -> None:
         from harness_opt.harness.lineage import resolve_version
         from harness_opt.harness.version import HarnessVersion
         from harness_opt.llm.catalog import validate_model
-        from harness_opt.suites.loader import load_suite
 
         # Bad input fails here, before the progress bar is drawn.
         version = HarnessVersion.load(resolve_version(str(harness)))
-        suite_obj = load_suite(suite)
+        suite_obj = load_suite_with_options(suite, user_model=user_model, data=data)
         validate_model(model or version.manifest.model.name)
         console = Console()
         with Progress(

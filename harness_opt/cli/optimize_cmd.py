@@ -193,6 +193,9 @@ def register(app: typer.Typer) -> None:
         resume: Annotated[str | None, typer.Option(help="Continue an interrupted run by its id.")] = None,
         seed: Annotated[int, typer.Option(help="Seed for sampling and proposers.")] = 0,
         isolation: Annotated[str, typer.Option(help="Sandbox: auto, bwrap, unshare or none.")] = "auto",
+        force: Annotated[
+            bool, typer.Option("--force", help="Start even if `harness-opt doctor` reports a FAIL.")
+        ] = False,
     ) -> None:
         """Improve HARNESS overnight: learn from failing train traces, keep only real val gains.
 
@@ -231,6 +234,7 @@ def register(app: typer.Typer) -> None:
             stop_file=stop_file,
             seed=seed,
             isolation=isolation,  # type: ignore[arg-type]
+            force=force,
         )
         console = Console()
         if console.is_terminal:

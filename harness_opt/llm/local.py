@@ -32,7 +32,7 @@ from harness_opt.llm.local_models import INSTALL_FIX, KNOWN_LOCAL_MODELS, resolv
 from harness_opt.llm.local_prompt import OutputShape, output_shape, parse_output, prepare_messages
 
 DEFAULT_THREADS = 1  # measured: docs/local-model.md
-DEFAULT_CTX = 4096
+DEFAULT_CTX = 8192  # SmolLM2's trained context; tau2-retail's policy + 16 tools need ~4.4k tokens
 DEFAULT_SLOTS = 2
 DEFAULT_MAX_TOKENS = 256
 _FALLBACK_TEMPLATES = {

@@ -9,7 +9,7 @@ differs: fixed (failed in A, passed in B) or broken (the reverse).
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Literal
+from typing import Any, Literal
 
 from pydantic import BaseModel, Field
 
@@ -85,6 +85,11 @@ class DiffReport(BaseModel):
     versions_note: str = ""
     results: ResultsDiff | None = None
     missing: list[MissingResults] = Field(default_factory=list)
+    scan_findings: list[dict[str, Any]] = Field(
+        default_factory=list,
+        description="The trust scan's findings on B (latest scan): severity, kind, file, line, message.",
+    )
+    scan_severity: str | None = None
 
 
 def compare_results(
@@ -188,6 +193,10 @@ def diff_resolved(
     report = DiffReport(
         a_label=a.label, a_hash=a.hash, b_label=b.label, b_hash=b.hash, suite=name, split=split
     )
+    scans = ledger.scans(b.hash)
+    if scans:  # candidates scanned by the optimize loop: show what the trust scan saw in B
+        report.scan_findings = list(scans[-1]["findings"])
+        report.scan_severity = scans[-1]["max_severity"]
     if a.version is not None and b.version is not None:
         report.versions = diff_versions(a.version, b.version)
     else:

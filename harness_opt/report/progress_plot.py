@@ -43,11 +43,11 @@ def plot_progress(result: OptimizeResult, path: Path) -> Path:
         edgecolor="black",
         linewidth=0.6,
     )
-    for x, c in kept:
+    for n, (x, c) in enumerate(kept):
         text = "baseline" if c.outcome == "baseline" else f"{c.label.split('@')[-1]}: {c.mechanism}"
-        ax.annotate(
-            text, (x, c.val_score or 0.0), textcoords="offset points", xytext=(6, 8), fontsize=8, rotation=12
-        )
+        ax.annotate(text, (x, c.val_score or 0.0), textcoords="offset points",
+                    xytext=(0, 12 if n % 2 == 0 else -18), ha="center", fontsize=8,
+                    bbox={"boxstyle": "round,pad=0.2", "fc": "white", "ec": "#d64545", "alpha": 0.85})
     best: list[float] = []
     current = float("-inf")
     for c in evaluated:
@@ -57,6 +57,9 @@ def plot_progress(result: OptimizeResult, path: Path) -> Path:
     if xs:
         ax.step(xs, best, where="post", color="#d64545", linewidth=1.5, alpha=0.8, label="running best")
     invalid = sum(1 for c in result.candidates if c.outcome == "invalid")
+    scores = [c.val_score or 0.0 for c in evaluated] or [0.0]
+    ax.set_ylim(min(scores) - 0.08, max(scores) + 0.12)
+    ax.margins(x=0.12)
     ax.set_xlabel("evaluated candidate (in order)")
     ax.set_ylabel("val score")
     test = ""

@@ -42,4 +42,5 @@ class OptimizeConfig(BaseModel):
     seed: int = 0
     stop_file: Path | None = Field(default=None, description="Touch this file to end the run cleanly.")
     max_invalid_streak: int = Field(default=5, ge=1, description="Stop after this many invalid rounds.")
+    force: bool = Field(default=False, description="Start even when doctor reports a FAIL.")
     evidence: list[Path] = Field(default_factory=list, description="Extra imported traces for proposers.")

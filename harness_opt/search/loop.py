@@ -40,6 +40,7 @@ from harness_opt.search.records import (
 )
 from harness_opt.suites.base import Suite
 from harness_opt.suites.loader import load_suite
+from harness_opt.trust.scan import scan_and_record
 
 _INVALID_ERRORS = {"crash", "sandbox", "invalid_output", "timeout", "memory", "step_limit", "token_limit"}
 
@@ -76,6 +77,19 @@ def _text_size(version: HarnessVersion) -> int:
     return sum(len(b) for p, b in version.files().items() if not p.startswith("data/"))
 
 
+def _tokens_per_rollout(result: EvalResult) -> float:
+    s = result.summary
+    return (s.tokens_in + s.tokens_out) / max(1, s.n_rollouts)
+
+
+def _simpler(cand: HarnessVersion, cand_res: EvalResult, inc: HarnessVersion, inc_res: EvalResult) -> bool:
+    """A tie goes to the candidate only if it is smaller AND no more expensive to run: fewer bytes that
+    spend more tokens (voting, longer demos) is not simpler, it is a costlier way to the same score."""
+    cheaper_or_equal = _tokens_per_rollout(cand_res) <= _tokens_per_rollout(inc_res)
+    cost_ok = cand_res.summary.cost_usd <= inc_res.summary.cost_usd
+    return _text_size(cand) < _text_size(inc) and cheaper_or_equal and cost_ok
+
+
 class Optimizer:
     """One optimize run. Use `optimize()` / `optimize_async()` unless you need the pieces."""
 
@@ -100,6 +114,8 @@ class Optimizer:
         self.cost_usd = 0.0
         self.rollouts_run = 0
         self.eval_seconds: dict[str, float] = {}
+        self.flagged: dict[str, str] = {}
+        """Candidates the scan flagged (hash -> summary): evaluated, but never made the incumbent."""
 
     # ------------------------------------------------------------------ evaluation helpers
 
@@ -157,6 +173,8 @@ class Optimizer:
         validate_model(self.model)
         if not self.suite.tasks("train"):
             raise UserError(f"suite {self.suite.name} has no train tasks", fix="the loop learns from train")
+        if not self.resume:
+            await self._preflight()
         checkpoint = self._start_or_resume(seed_version)
         self.tracker = BudgetTracker(cfg.budget, cfg.stop_file, checkpoint.get("elapsed_s", 0.0))
         self.tracker.iterations = checkpoint.get("iteration", 0)
@@ -237,14 +255,19 @@ class Optimizer:
                     task_means(inc_result.scores_by_task()),
                     task_means(result.scores_by_task()),
                     noise=noise,
-                    simpler=_text_size(candidate) < _text_size(incumbent),
+                    simpler=_simpler(candidate, result, incumbent, inc_result),
                 )
                 record.outcome = "accepted" if decision.accepted else "rejected"
+                if candidate.hash in self.flagged:  # flagged by the scan: evaluated, never the incumbent
+                    record.outcome = "rejected"
+                    decision_reason_suffix = f"; never the incumbent: {self.flagged[candidate.hash]}"
+                else:
+                    decision_reason_suffix = ""
                 record.val_score = result.summary.score
                 record.delta, record.p_value, record.reason = (
                     decision.delta,
                     decision.p_value,
-                    decision.reason,
+                    decision.reason + decision_reason_suffix,
                 )
                 outcomes.append((candidate, result, record))
             accepted = [o for o in outcomes if o[2].outcome == "accepted"]
@@ -267,6 +290,31 @@ class Optimizer:
         return await self._finish(seed_version, base, incumbent, inc_result, noise, stop_reason)
 
     # -------------------------------------------------------------------------- the pieces
+
+    async def _preflight(self) -> None:
+        """Refuse an overnight run whose set-up cannot be trusted (doctor FAIL), unless forced."""
+        from harness_opt.trust.doctor import doctor
+
+        cfg = self.config
+        self.display.status("doctor: checking splits, scorer, sandbox, model and noise before the run")
+        # doctor drives its own event loop (it is also a CLI command), so it runs in a worker thread.
+        report = await asyncio.to_thread(
+            doctor,
+            cfg.suite,
+            cfg.harness,
+            model=self.model,
+            budget=cfg.budget,
+            isolation=cfg.isolation,
+            ledger=self.ledger,
+        )
+        if report.failed:
+            failed = "; ".join(f"{ln.check}: {ln.detail}" for ln in report.lines if ln.status == "FAIL")
+            if not cfg.force:
+                raise UserError(
+                    f"doctor found problems: {failed}",
+                    fix="fix them (see `harness-opt doctor`), or pass --force to run anyway",
+                )
+            self.display.status(f"doctor FAIL overridden by --force: {failed}")
 
     def _start_or_resume(self, seed_version: HarnessVersion) -> dict[str, Any]:
         if not self.resume:
@@ -351,7 +399,8 @@ class Optimizer:
         n_val = max(1, len(self.suite.tasks("val")[: self.config.val_limit or None]))
         n_test = len(self.suite.tasks("test")[: self.config.test_limit or None])
         per_task = [self.eval_seconds.get(f"{v.hash}:val", 0.0) / n_val for v in (seed, incumbent)]
-        return 1.2 * n_test * sum(per_task) + 10.0
+        # 1.5x: the machine may be busier at the end than when the val timings were taken.
+        return 1.5 * n_test * sum(per_task) + 15.0
 
     async def _proposal_input(
         self, incumbent: HarnessVersion, inc_result: EvalResult, iteration: int
@@ -450,6 +499,19 @@ class Optimizer:
             record.reason = "identical to the incumbent"
             return None, record
         self.ledger.add_version(VersionRow.from_version(candidate))
+        scan = scan_and_record(
+            candidate,
+            incumbent,
+            self.suite,
+            editable=AGENT_HARNESS_EDITABLE,
+            ledger=self.ledger,
+            run_id=self.run_id,
+        )
+        if scan.rejected:
+            record.reason = f"rejected by the {scan.summary()}"
+            return None, record
+        if scan.blocks_incumbent:
+            self.flagged[candidate.hash] = scan.summary()
         probe = self.suite.tasks("train")[:1]
         smoke = await self._eval(
             candidate, "train", what=f"validating {candidate.label}", task_ids=[t.id for t in probe]

@@ -197,37 +197,24 @@ async def evaluate_async(
             },
         )
 
-    keys = [
-        RolloutKey(
+    def key_of(task: Task, trial: int) -> RolloutKey:
+        return RolloutKey(
             version_hash=version.hash,
             suite=suite_obj.name,
             split=config.split,
-            task_id=t.id,
+            task_id=task.id,
             trial=trial,
             model=model,
         )
-        for t in tasks
-        for trial in range(config.trial_offset, config.trial_offset + config.trials)
-    ]
+
+    trials = range(config.trial_offset, config.trial_offset + config.trials)
+    pairs = [(t, trial) for t in tasks for trial in trials]
+    keys = [key_of(t, trial) for t, trial in pairs]
     if config.reuse:
         _recover_unflushed(ledger, version, suite_obj.name, config.split)
     done: dict[RolloutKey, Rollout] = ledger.cached_rollouts(keys) if config.reuse else {}
     reused = len(done)
-    trials = range(config.trial_offset, config.trial_offset + config.trials)
-    todo = [
-        (t, trial)
-        for t in tasks
-        for trial in trials
-        if RolloutKey(
-            version_hash=version.hash,
-            suite=suite_obj.name,
-            split=config.split,
-            task_id=t.id,
-            trial=trial,
-            model=model,
-        )
-        not in done
-    ]
+    todo = [(t, trial) for t, trial in pairs if key_of(t, trial) not in done]
     total = len(keys)
     if progress:
         progress(reused, total, None)
@@ -256,14 +243,7 @@ async def evaluate_async(
                         env = suite_obj.environment(task)
                         result = await runner.run(task, env, client.complete)
                         score, error, detail = _score(suite_obj, task, result, env)
-                    key = RolloutKey(
-                        version_hash=version.hash,
-                        suite=suite_obj.name,
-                        split=config.split,
-                        task_id=task.id,
-                        trial=trial,
-                        model=model,
-                    )
+                    key = key_of(task, trial)
                     events = list(result.events)
                     if result.error:
                         events.append(ErrorEvent(kind=result.error, reason=result.error_detail or ""))

@@ -160,3 +160,22 @@ def test_scan_and_record_writes_the_ledger(tmp_path: Path, suite: Any) -> None:
     assert len(rows) == 1 and rows[0]["run_id"] == "opt-1" and rows[0]["max_severity"] == "flag"
     assert rows[0]["findings"] == [f.model_dump(mode="json") for f in report.findings]
     assert ledger.scans(parent.hash) == []
+
+
+def test_train_derived_operator_candidates_pass_the_scan(tmp_path):
+    """Regression: the retrieval-demos candidate ships 10k train texts; phrases train shares with
+    val/test are public, so the scan must not reject it (it did, on windows spanning two texts)."""
+    from harness_opt.propose.operators import OperatorsProposer
+    from harness_opt.search.config import AGENT_HARNESS_EDITABLE
+    from harness_opt.suites.loader import load_suite
+    from harness_opt.trust.scan import scan_candidate
+    from tests.test_operators_fakes import apply, proposal_input, seed_version
+
+    seed = seed_version(tmp_path)
+    suite = load_suite(Path(__file__).resolve().parents[1] / "tasks" / "banking77")
+    proposals = OperatorsProposer().propose(proposal_input(seed), n=4)
+    assert proposals and any("retriev" in p.mechanism for p in proposals)
+    for proposal in proposals:
+        report = scan_candidate(apply(seed, proposal), seed, suite, editable=AGENT_HARNESS_EDITABLE)
+        assert not report.rejected, (proposal.mechanism, report.summary())
+        assert not report.blocks_incumbent, (proposal.mechanism, report.summary())

@@ -64,33 +64,31 @@ def _safe_tasks(suite: Suite, split: str) -> list[Any]:
 
 def build_index(suite: Suite) -> SealedIndex:
     train = _safe_tasks(suite, "train")
-    train_grams: set[tuple[str, ...]] = set()
-    train_wholes: set[tuple[str, ...]] = set()
-    train_answers: set[str] = set()
-    for task in train:
-        for text in strings(task.input):
-            tokens = words(text)
-            train_wholes.add(tuple(tokens))
-            train_grams.update(_ngrams(tokens))
-        train_answers.update(s.strip().lower() for s in strings(task.expected))
+    train_tokens = [words(text) for task in train for text in strings(task.input)]
+    train_grams: set[tuple[str, ...]] = {g for tokens in train_tokens for g in _ngrams(tokens)}
+    train_answers: set[str] = {s.strip().lower() for task in train for s in strings(task.expected)}
+    sealed: list[tuple[list[str], tuple[str, str]]] = []
     index = SealedIndex(train_ids={t.id for t in train})
     for split in SEALED_SPLITS:
         for task in _safe_tasks(suite, split):
             index.task_ids[task.id] = split
-            where = (task.id, split)
-            for text in strings(task.input):
-                tokens = words(text)
-                if len(tokens) <= NGRAM:
-                    if len(tokens) >= MIN_WHOLE_WORDS and tuple(tokens) not in train_wholes:
-                        index.whole.setdefault(tuple(tokens), where)
-                    continue
-                for gram in _ngrams(tokens):
-                    if gram not in train_grams:
-                        index.ngrams.setdefault(gram, where)
+            sealed.extend((words(text), (task.id, split)) for text in strings(task.input))
             for answer in strings(task.expected):
                 key = answer.strip().lower()
                 if len(key) >= MIN_ANSWER_CHARS and key not in train_answers:
-                    index.answers.setdefault(key, where)
+                    index.answers.setdefault(key, (task.id, split))
+    # A short sealed input is public if train says the same words anywhere, not only as a whole text:
+    # "top up if there isn't much money left" inside a longer train message is not a leak.
+    short_lengths = {len(t) for t, _ in sealed if MIN_WHOLE_WORDS <= len(t) <= NGRAM}
+    train_windows = {g for tokens in train_tokens for n in short_lengths for g in _ngrams(tokens, n)}
+    for tokens, where in sealed:
+        if len(tokens) <= NGRAM:
+            if len(tokens) >= MIN_WHOLE_WORDS and tuple(tokens) not in train_windows:
+                index.whole.setdefault(tuple(tokens), where)
+            continue
+        for gram in _ngrams(tokens):
+            if gram not in train_grams:
+                index.ngrams.setdefault(gram, where)
     return index
 
 
@@ -126,21 +124,23 @@ def find_literals(text: str, index: SealedIndex) -> list[LiteralHit]:
             hits.append(LiteralHit(kind, where[1], where[0], line, snippet[:80]))
 
     lines = text.splitlines()
-    line_tokens = [words(line) for line in lines]
-    flat: list[str] = []
-    line_of: list[int] = []
-    for number, tokens in enumerate(line_tokens, start=1):
-        flat.extend(tokens)
-        line_of.extend([number] * len(tokens))
-    for i, gram in enumerate(_ngrams(flat)):
-        if gram in index.ngrams:
-            add("sealed-input", index.ngrams[gram], line_of[i], " ".join(gram))
-    # whole short inputs: every window of each length present in `whole`
+    # Windows never cross a line or a string-literal boundary: a data file of many train texts must
+    # not "spell" a sealed input out of the end of one text and the start of the next.
+    segments = [
+        (number, tokens)
+        for number, line in enumerate(lines, start=1)
+        for part in re.split(r'["\\]', line)
+        if (tokens := words(part))
+    ]
     lengths = {len(k) for k in index.whole}
-    for n in lengths:
-        for i, gram in enumerate(_ngrams(flat, n)):
-            if gram in index.whole:
-                add("sealed-input", index.whole[gram], line_of[i], " ".join(gram))
+    for number, tokens in segments:
+        for gram in _ngrams(tokens):
+            if gram in index.ngrams:
+                add("sealed-input", index.ngrams[gram], number, " ".join(gram))
+        for n in lengths:  # whole short inputs: every window of each length present in `whole`
+            for gram in _ngrams(tokens, n):
+                if gram in index.whole:
+                    add("sealed-input", index.whole[gram], number, " ".join(gram))
     lowered = [line.lower() for line in lines]
     for answer, where in index.answers.items():
         for number, line in enumerate(lowered, start=1):

@@ -238,3 +238,13 @@ def test_cli_diff_json_and_text():
     text = runner.invoke(app, ["diff", A[:8], B[:8], "--suite", "toy"], env={"COLUMNS": "200"})
     assert text.exit_code == 0, text.output
     assert "1 fixed, 1 broken" in text.output and "toy/b.jsonl#t2-0" in text.output
+
+
+def test_data_files_are_summarised_not_dumped():
+    from harness_opt.harness.diff import diff_files
+
+    big = b'{"texts": [' + b'"a train message",' * 10_000 + b'"x"]}'
+    new = {"agent.py": b"x = 2\n", "data/index.json": big}
+    out = {f.path: f for f in diff_files({"agent.py": b"x = 1\n"}, new)}
+    assert out["data/index.json"].diff == "" and "MB" in out["data/index.json"].summary
+    assert out["agent.py"].summary == "" and "+x = 2" in out["agent.py"].diff

@@ -58,6 +58,8 @@ def print_versions(diff: VersionDiff, console: Console) -> None:
         console.print(f"[bold]{f.path}[/] ({f.status})")
         if f.binary:
             console.print("  binary file differs")
+        elif f.summary:
+            console.print(f"  {f.summary} (not shown)", highlight=False)
         else:
             console.print(Syntax(f.diff, "diff", theme="ansi_dark", word_wrap=True))
 

@@ -27,8 +27,9 @@ WordOp = tuple[Literal["equal", "delete", "insert"], str]
 class FileDiff(BaseModel):
     path: str
     status: Literal["added", "removed", "modified"]
-    diff: str = Field(description="Unified diff text ('' for a binary file).")
+    diff: str = Field(description="Unified diff text ('' for a binary or summarised data file).")
     binary: bool = False
+    summary: str = Field(default="", description="Set instead of a diff for data files: sizes, lines.")
 
 
 class ToolChange(BaseModel):
@@ -149,6 +150,22 @@ def render_words_plain(ops: Sequence[WordOp]) -> str:
 # ----------------------------------------------------------------------------------- file diffs
 
 
+DATA_DIFF_LIMIT = 20_000
+"""Bytes above which a non-code file (or anything under data/) is summarised rather than diffed."""
+
+
+def _is_data(path: str, old: bytes | None, new: bytes | None) -> bool:
+    code = path.endswith((".py", ".j2", ".md", ".txt", ".toml"))
+    big = max(len(old or b""), len(new or b"")) > DATA_DIFF_LIMIT
+    return path.startswith("data/") or (big and not code)
+
+
+def _size(blob: bytes | None) -> str:
+    n = len(blob or b"")
+    lines = (blob or b"").count(b"\n") + (1 if blob and not blob.endswith(b"\n") else 0)
+    return f"{n / 1e6:.2f} MB, {lines} lines" if n >= 1e5 else f"{n:,} bytes, {lines} lines"
+
+
 def diff_files(
     files_a: dict[str, bytes], files_b: dict[str, bytes], a_name: str = "a", b_name: str = "b"
 ) -> list[FileDiff]:
@@ -168,6 +185,16 @@ def diff_files(
             new_text = (new or b"").decode("utf-8")
         except UnicodeDecodeError:
             out.append(FileDiff(path=path, status=status, diff="", binary=True))
+            continue
+        if _is_data(path, old, new):
+            # A retrieval index or demo set is data, not logic: a megabyte of JSON diff hides the
+            # change a reader is looking for. Say what changed in size instead.
+            summary = (
+                f"data file: {_size(old)} -> {_size(new)}"
+                if old and new
+                else f"data file, {_size(old or new)}"
+            )
+            out.append(FileDiff(path=path, status=status, diff="", summary=summary))
             continue
         lines = difflib.unified_diff(
             old_text.splitlines(keepends=True),

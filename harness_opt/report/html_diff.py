@@ -6,6 +6,7 @@ the figures on the page are the very numbers `harness-opt diff --json` prints.
 
 from __future__ import annotations
 
+import html
 from html import escape
 
 from pygments import highlight
@@ -73,7 +74,12 @@ def _versions_html(d: VersionDiff) -> str:
         out.append(
             f"<details open class='file'><summary><code>{escape(f.path)}</code> {escape(f.status)}</summary>"
         )
-        out.append("<p>binary file differs</p>" if f.binary else highlight(f.diff, DiffLexer(), _FORMATTER))
+        if f.binary:
+            out.append("<p>binary file differs</p>")
+        elif f.summary:
+            out.append(f"<p>{html.escape(f.summary)} (not shown)</p>")
+        else:
+            out.append(highlight(f.diff, DiffLexer(), _FORMATTER))
         out.append("</details>")
     if not (d.files or d.tools or d.settings):
         out.append("<p class='muted'>No file, tool or setting differs.</p>")

@@ -121,7 +121,7 @@ def audit(run_id: str, *, ledger: Ledger | None = None) -> AuditReport:
     issues = {kind: AuditIssue(kind=kind, description=text) for kind, text in ISSUES.items()}
     report = AuditReport(run_id=runs[0], rollouts=len(rollouts), issues=list(issues.values()))
     for rollout in rollouts:
-        ref = f"{rollout.run_id} {rollout.task_id}#{rollout.trial}"
+        ref = f"{rollout.run_id} {rollout.task_id} --trial {rollout.trial}"
         report.llm_calls += rollout.n_llm_calls
         report.tool_calls += rollout.n_tool_calls
         try:

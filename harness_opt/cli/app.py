@@ -39,6 +39,7 @@ def _register() -> None:
         doctor_cmd,
         eval_cmd,
         export_cmd,
+        init_cmd,
         leaderboard_cmd,
         models_cmd,
         optimize_cmd,
@@ -46,8 +47,10 @@ def _register() -> None:
         report_cmd,
         runs_cmd,
         traces_cmd,
+        traces_import_cmd,
     )
 
+    init_cmd.register(app)
     eval_cmd.register(app)
     optimize_cmd.register(app)
     diff_cmd.register(app)
@@ -59,6 +62,7 @@ def _register() -> None:
     audit_cmd.register(app)
     runs_cmd.register(app)
     models_cmd.register(app)
+    traces_import_cmd.register(traces_cmd.app)  # `traces import` and `traces to-tasks`
     app.add_typer(traces_cmd.app, name="traces")
 
 

@@ -277,6 +277,16 @@ class AgentCLIProposer:
             (traces / f"{kind}.md").write_text(
                 f"# {len(items)} {kind} train traces\n\n{body}\n", encoding="utf-8"
             )
+        imported = [t for t in inp.imported_traces if not t.passed]
+        if imported:  # production failures from `traces import`: extra evidence, beside the suite's
+            (traces / "imported.jsonl").write_text(
+                "".join(t.model_dump_json() + "\n" for t in imported), encoding="utf-8"
+            )
+            body = "\n\n".join(render_trace(t) for t in imported)
+            (traces / "imported.md").write_text(
+                f"# {len(imported)} production traces (imported, labelled failed)\n\n{body}\n",
+                encoding="utf-8",
+            )
         (workdir / "train_tasks.jsonl").write_text(
             "".join(t.model_dump_json() + "\n" for t in inp.train_tasks), encoding="utf-8"
         )
@@ -301,6 +311,12 @@ class AgentCLIProposer:
             ),
             encoding="utf-8",
         )
+        if imported:
+            with (workdir / "INSTRUCTIONS.md").open("a", encoding="utf-8") as handle:
+                handle.write(
+                    f"\nAlso read traces/imported.md: {len(imported)} failed production traces imported "
+                    "from real logs. Fix their general cause too; the suite still decides acceptance.\n"
+                )
         (workdir / "home").mkdir()
 
     def command_for(self, workdir: Path) -> list[str]:

@@ -43,6 +43,10 @@ class ProposalInput(BaseModel):
     failing_traces: list[Trace] = Field(description="Raw failing train traces (whole, never summarized).")
     passing_traces: list[Trace] = Field(default_factory=list, description="A few passing train traces.")
     train_tasks: list[Task] = Field(description="Train tasks with expected answers (train gold is allowed).")
+    imported_traces: list[Trace] = Field(
+        default_factory=list,
+        description="Labelled production traces (`traces import`): evidence only, never a score.",
+    )
     val_score: float | None = Field(default=None, description="Incumbent's aggregate val score only.")
     history: list[HistoryEntry] = Field(default_factory=list)
     seed: int = 0

@@ -319,3 +319,31 @@ def render_history(history: Sequence[HistoryEntry]) -> str:
             block += f"\n  reason: {h.reason}"
         blocks.append(block)
     return "\n".join(blocks)
+
+
+IMPORTED_HEADING = "production traces (imported, labelled failed)"
+
+
+def render_imported(traces: Sequence[Trace], budget_tokens: int) -> str:
+    """The failed imported production traces that fit `budget_tokens`, under their own heading.
+
+    They are real users' failures from outside the suite: the section says so, and says how many were
+    left out, so the proposer weighs them as extra evidence next to the suite's own train traces.
+    """
+    failed = [t for t in traces if not t.passed]
+    if not failed:
+        return ""
+    shown: list[str] = []
+    used = 0
+    for trace in failed:
+        text = render_trace(trace)
+        tokens = estimate_tokens(text)
+        if used + tokens > budget_tokens and shown:
+            continue
+        shown.append(text)
+        used += tokens
+    head = (
+        f"## {IMPORTED_HEADING}\nShowing {len(shown)} of {len(failed)} failed production traces "
+        "(imported from logs, labelled failed by their owners; the suite still decides acceptance)."
+    )
+    return "\n\n".join([head, *shown])

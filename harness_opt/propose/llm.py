@@ -18,7 +18,13 @@ from pydantic import BaseModel, Field
 
 from harness_opt.errors import ModelError
 from harness_opt.propose.base import Proposal, ProposalInput
-from harness_opt.propose.evidence import estimate_tokens, render_files, render_history, select_traces
+from harness_opt.propose.evidence import (
+    estimate_tokens,
+    render_files,
+    render_history,
+    render_imported,
+    select_traces,
+)
 
 log = logging.getLogger(__name__)
 
@@ -177,12 +183,17 @@ class LLMProposer:
         history = render_history(inp.history)
         fixed = estimate_tokens(context + files + history) + PROMPT_OVERHEAD_TOKENS
         budget = max(self.context_budget_tokens - fixed, MIN_TRACE_BUDGET_TOKENS)
-        sel = select_traces(inp.failing_traces, inp.passing_traces, inp.train_tasks, budget, seed=seed)
+        # Imported production failures get a quarter of the trace budget, in their own section.
+        imported_budget = budget // 4 if any(not t.passed for t in inp.imported_traces) else 0
+        sel = select_traces(
+            inp.failing_traces, inp.passing_traces, inp.train_tasks, budget - imported_budget, seed=seed
+        )
+        imported = render_imported(inp.imported_traces, imported_budget)
         values = {
             "context": context,
             "harness_files": files,
             "editable": list(inp.editable),
-            "failing_traces": sel.failing_text(),
+            "failing_traces": sel.failing_text() + (f"\n\n{imported}" if imported else ""),
             "passing_traces": sel.passing_text(),
             "history": history,
             "avoid_mechanisms": avoid,

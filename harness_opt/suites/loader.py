@@ -131,6 +131,11 @@ def load_suite(path: Path | str, **options: Any) -> Suite:
             fix="pass a folder like tasks/banking77 that holds a suite.toml",
         )
     config, raw = read_suite_config(folder)
+    if "module" not in raw.get("suite", {}) and "data" in raw:  # a data suite: no code, just suite.toml
+        from harness_opt.suites import data_suite
+
+        raw["options"] = {**(raw.get("options") or {}), **{k: v for k, v in options.items() if v is not None}}
+        return data_suite.load(folder.resolve(), raw)
     table = raw.get("options") or {}
     if not isinstance(table, dict):
         raise SuiteError(

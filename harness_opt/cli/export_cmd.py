@@ -17,7 +17,9 @@ def register(app: typer.Typer) -> None:
         suite: Annotated[
             Path, typer.Option(help="Suite folder (tasks/tau2-retail).", envvar="HARNESS_OPT_SUITE")
         ],
-        format: Annotated[str, typer.Option("--format", help="Bundle format: tau2.")] = "tau2",
+        format: Annotated[
+            str, typer.Option("--format", help="tau2 (leaderboard bundle) or skypilot (training wave).")
+        ] = "tau2",
         split: Annotated[str, typer.Option(help="Split to report (sealed test by default).")] = "test",
         trials: Annotated[int, typer.Option(min=1, max=4, help="Trials per task: pass^1..trials.")] = 4,
         model: Annotated[
@@ -47,23 +49,53 @@ def register(app: typer.Typer) -> None:
         from harness_opt.export import ExportConfig, Submitter, export_tau2, load_submitter
         from harness_opt.harness.lineage import resolve_version
 
+        if format == "skypilot":
+            _export_skypilot(harness, suite, out)
+            return
         if format != "tau2":
-            raise UserError(f"unknown export format '{format}'", where="--format", fix="use --format tau2")
+            raise UserError(
+                f"unknown export format '{format}'", where="--format", fix="use --format tau2 or skypilot"
+            )
         submitter = load_submitter(config) if config else Submitter()
-        submitter = submitter.merged(Submitter(
-            model_name=model_name, model_organization=model_organization,
-            submitting_organization=submitting_organization, contact_email=contact,
-            contact_name=contact_name, contact_github=github,
-        ))
+        submitter = submitter.merged(
+            Submitter(
+                model_name=model_name,
+                model_organization=model_organization,
+                submitting_organization=submitting_organization,
+                contact_email=contact,
+                contact_name=contact_name,
+                contact_github=github,
+            )
+        )
         submitter.require()  # before any evaluation is spent
         suite_obj = load_suite_with_options(suite, user_model=user_model, data=data)
         result = export_tau2(
-            resolve_version(str(harness)), suite_obj, submitter,
+            resolve_version(str(harness)),
+            suite_obj,
+            submitter,
             ExportConfig(split=split, trials=trials, model=model, concurrency=concurrency, out_dir=out),
         )
         retail = result.submission.results.retail
         figures = ", ".join(
-            f"pass^{k} {getattr(retail, f'pass_{k}'):.1f}%" for k in range(1, 5)
+            f"pass^{k} {getattr(retail, f'pass_{k}'):.1f}%"
+            for k in range(1, 5)
             if retail is not None and getattr(retail, f"pass_{k}") is not None
         )
         typer.echo(f"wrote {result.folder} ({result.n_simulations} simulations; {figures}); validated")
+
+
+def _export_skypilot(harness: Path, suite: Path, out: Path) -> None:
+    """HARNESS is one training version dir, or an agent dir (every vNNNN in it is one experiment)."""
+    from harness_opt.domains.training_loop import TrainingDomain
+    from harness_opt.export.skypilot import export_skypilot
+    from harness_opt.harness.lineage import resolve_version, version_dirs
+    from harness_opt.harness.version import HarnessVersion
+
+    dirs = version_dirs(harness)
+    versions = (
+        [HarnessVersion.load(p) for p in dirs.values()]
+        if dirs
+        else [HarnessVersion.load(resolve_version(str(harness)))]
+    )
+    folder = export_skypilot(versions, TrainingDomain().load_suite(suite), out)
+    typer.echo(f"wrote {folder}: {len(versions)} experiments; start them with bash {folder}/launch.sh")

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from typing import Annotated
 
 import typer
@@ -46,6 +47,37 @@ def print_board(board: Leaderboard, console: Console) -> None:
     console.print(f"{how}   ◆ Pareto set (score up, cost per task down)", highlight=False)
 
 
+def print_experiments(run_id: str | None, as_json: bool) -> None:
+    """The training domain's table: every run of one optimize run, best metric first."""
+    from harness_opt.domains.experiments import experiment_rows
+
+    rows = experiment_rows(run_id=run_id)
+    if as_json:
+        typer.echo(json.dumps([r.model_dump(mode="json") for r in rows], indent=2))
+        return
+    console = Console()
+    if not rows:
+        console.print(
+            "[yellow]no training experiments in the ledger[/]; run: harness-opt optimize tasks/nanogpt"
+        )
+        return
+    table = Table(
+        title=f"experiments of {rows[0].run_id} ({rows[0].metric}, lower is better)", show_edge=False
+    )
+    for col in ("version", rows[0].metric, "memory_gb", "status", "description"):
+        table.add_column(col, justify="right" if col in (rows[0].metric, "memory_gb") else "left")
+    style = {"keep": "green", "discard": "yellow", "crash": "red"}
+    for r in rows:
+        table.add_row(
+            r.label,
+            "-" if r.value is None else f"{r.value:.4f}",
+            "-" if r.memory_gb is None else f"{r.memory_gb:.1f}",
+            f"[{style.get(r.status, '')}]{r.status}[/]",
+            r.description,
+        )
+    console.print(table)
+
+
 def register(app: typer.Typer) -> None:
     @app.command("leaderboard")
     def leaderboard_command(
@@ -56,9 +88,23 @@ def register(app: typer.Typer) -> None:
         split: Annotated[str, typer.Option(help="Split to rank on.", envvar="HARNESS_OPT_SPLIT")] = "val",
         model: Annotated[str | None, typer.Option(help="Only rollouts of this model.")] = None,
         as_json: Annotated[bool, typer.Option("--json", help="Print JSON instead.")] = False,
+        experiments: Annotated[
+            bool,
+            typer.Option("--experiments", help="Training runs (results.tsv view); auto for training suites."),
+        ] = False,
+        run: Annotated[
+            str | None, typer.Option(help="With --experiments: this optimize run (default latest).")
+        ] = None,
     ) -> None:
         """Versions ranked by score with CI, cost per task, rollouts, proposer and parent."""
         import json
+        from pathlib import Path
+
+        from harness_opt.domains.base import suite_domain_name
+
+        if experiments or (suite and suite_domain_name(Path(suite)) == "training"):
+            print_experiments(run, as_json)
+            return
 
         from harness_opt.report.leaderboard import leaderboard
 

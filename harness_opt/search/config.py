@@ -44,3 +44,7 @@ class OptimizeConfig(BaseModel):
     max_invalid_streak: int = Field(default=5, ge=1, description="Stop after this many invalid rounds.")
     force: bool = Field(default=False, description="Start even when doctor reports a FAIL.")
     evidence: list[Path] = Field(default_factory=list, description="Extra imported traces for proposers.")
+    executor: Literal["local", "ray"] = Field(
+        default="local", description="Training domain: where experiments run (local GPUs/CPU or Ray)."
+    )
+    address: str | None = Field(default=None, description="Ray cluster address for --executor ray.")

@@ -1,0 +1,105 @@
+"""Where training experiments run: here (one per local GPU, or CPU) or on a Ray cluster.
+
+An executor takes a wave of self-contained `ExperimentSpec`s and returns their results in order. The
+local executor gives each concurrent run its own GPU through CUDA_VISIBLE_DEVICES (the SkyPilot
+pattern on one box: one experiment per GPU); the Ray executor asks Ray for one GPU per run when the
+cluster has GPUs, so a wave spreads over the cluster's nodes.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+from concurrent.futures import ThreadPoolExecutor
+from typing import Any, Protocol
+
+from harness_opt.domains.training_loop import ExperimentResult, ExperimentSpec, run_experiment
+from harness_opt.errors import UserError
+
+
+class Executor(Protocol):
+    name: str
+    slots: int
+    """Experiments that can run at once."""
+    has_gpu: bool
+
+    def run(self, specs: list[ExperimentSpec], metric: str) -> list[ExperimentResult]: ...
+
+
+def local_gpus() -> list[str]:
+    """Indices of the local NVIDIA GPUs (empty without nvidia-smi)."""
+    smi = shutil.which("nvidia-smi")
+    if smi is None:
+        return []
+    try:
+        out = subprocess.run([smi, "-L"], capture_output=True, text=True, timeout=20).stdout
+    except (OSError, subprocess.SubprocessError):
+        return []
+    return [str(i) for i, line in enumerate(out.splitlines()) if line.startswith("GPU ")]
+
+
+class LocalExecutor:
+    """`parallel` runs at once; with GPUs, never more than one per GPU."""
+
+    name = "local"
+
+    def __init__(self, parallel: int = 1, gpus: list[str] | None = None) -> None:
+        self.gpus = local_gpus() if gpus is None else gpus
+        self.has_gpu = bool(self.gpus)
+        self.slots = max(1, min(parallel, len(self.gpus)) if self.gpus else parallel)
+
+    def run(self, specs: list[ExperimentSpec], metric: str) -> list[ExperimentResult]:
+        results: list[ExperimentResult] = []
+        for start in range(0, len(specs), self.slots):
+            chunk = specs[start : start + self.slots]
+            if self.gpus:
+                chunk = [s.model_copy(update={"gpu": self.gpus[i]}) for i, s in enumerate(chunk)]
+            elif len(chunk) > 1:  # parallel CPU runs share the cores instead of oversubscribing them
+                threads = max(1, (os.cpu_count() or 1) // len(chunk))
+                chunk = [s.model_copy(update={"threads": threads}) for s in chunk]
+            with ThreadPoolExecutor(max_workers=len(chunk)) as pool:
+                results.extend(pool.map(lambda s: run_experiment(s, metric), chunk))
+        return results
+
+
+def _ray_run(spec_json: dict[str, Any], metric: str) -> dict[str, Any]:
+    """The remote side: rebuild the spec, run it on this node; plain dicts cross the wire."""
+    return run_experiment(ExperimentSpec.model_validate(spec_json), metric).model_dump()
+
+
+class RayExecutor:
+    """Runs a wave as Ray tasks. `address=None` joins an already initialised Ray (tests), "auto" or
+    "ray://host:port" connects to a cluster."""
+
+    name = "ray"
+
+    def __init__(self, address: str | None = None, parallel: int = 1) -> None:
+        try:
+            import ray
+        except ImportError:
+            raise UserError(
+                "the Ray executor needs the ray package",
+                fix="pip install 'harness-opt[training]' (or pip install ray)",
+            ) from None
+        self.ray = ray
+        if not ray.is_initialized():
+            ray.init(address=address or "auto", include_dashboard=False, log_to_driver=False)
+        resources = ray.cluster_resources()
+        n_gpu = int(resources.get("GPU", 0))
+        self.has_gpu = n_gpu > 0
+        self.slots = max(1, min(parallel, n_gpu) if n_gpu else parallel)
+        self.remote = ray.remote(num_gpus=1 if self.has_gpu else 0, num_cpus=1, max_retries=0)(_ray_run)
+
+    def run(self, specs: list[ExperimentSpec], metric: str) -> list[ExperimentResult]:
+        # Ray queues what does not fit and sets CUDA_VISIBLE_DEVICES for each GPU task itself.
+        refs = [self.remote.remote(s.model_dump(), metric) for s in specs]
+        return [ExperimentResult.model_validate(r) for r in self.ray.get(refs)]
+
+
+def make_executor(kind: str, *, parallel: int = 1, address: str | None = None) -> Executor:
+    if kind == "local":
+        return LocalExecutor(parallel)
+    if kind == "ray":
+        return RayExecutor(address, parallel)
+    raise UserError(f"unknown executor {kind!r}", where="--executor", fix="use local or ray")

@@ -1,0 +1,37 @@
+"""The Ray executor on a local Ray instance: a wave of real train.py runs comes back in order."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+import ray
+
+from harness_opt.domains.executors import RayExecutor
+from harness_opt.domains.training_loop import TrainingDomain
+from harness_opt.harness.version import HarnessVersion
+from tests.nanogpt_fixtures import training_copy
+
+
+@pytest.fixture
+def local_ray() -> Iterator[None]:
+    ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False)
+    try:
+        yield
+    finally:
+        ray.shutdown()
+
+
+def test_ray_executor_runs_a_wave_on_a_local_instance(tmp_path: Path, local_ray: None) -> None:
+    suite_dir, seed_dir = training_copy(tmp_path, budget_s=2.0)
+    domain = TrainingDomain()
+    suite = domain.load_suite(suite_dir)
+    version = HarnessVersion.load(seed_dir)
+    good = domain.spec(version, suite, seed=0)
+    bad = good.model_copy(update={"files": {"train.py": "raise SystemExit(3)\n"}, "seed": 1})
+    executor = RayExecutor(parallel=2)
+    assert executor.slots == 2 and not executor.has_gpu
+    first, second = executor.run([good, bad], "val_bpb")
+    assert first.status == "ok" and first.seed == 0 and 0.5 < first.values["val_bpb"] < 8
+    assert second.status == "crash" and "exit code 3" in second.reason

@@ -32,6 +32,12 @@ if [ -z "${CMAKE_ARGS:-}" ] && [ "$(uname -m)" = "x86_64" ]; then
 fi
 echo "installing harness-opt[$extras] (first install compiles llama-cpp-python: several minutes)"
 "$PY" -m pip install --disable-pip-version-check -q -e ".[$extras]"
+if [ "${1:-}" = "--dev" ]; then
+  # The training-loop domain's tests need PyTorch (CPU is enough) and Ray. torch is pinned to a release
+  # whose CPU wheel is small; an unpinned `torch` pulls a multi-GB CUDA build.
+  echo "installing torch (CPU) and ray for the training-loop domain"
+  "$PY" -m pip install --disable-pip-version-check -q "torch==2.13.0" "ray==2.60.0"
+fi
 "$PY" -c "import llama_cpp" || { echo "llama-cpp-python failed to import; see the README's troubleshooting" >&2; exit 1; }
 command -v pyenv >/dev/null 2>&1 && pyenv rehash || true  # make the new `harness-opt` script visible
 echo "installed: $(command -v harness-opt || echo "harness-opt (add your Python's bin dir to PATH)")"

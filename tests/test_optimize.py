@@ -162,3 +162,36 @@ def test_llm_proposer_edits_prompts_tools_and_code(seed_copy: Path, gold: dict[s
     assert "expected:" in first_prompt and "not_a_label" in first_prompt
     edited = {p.name for c in by_mechanism.values() for p in [Path(result.best_path)]}
     assert edited
+
+
+def test_imported_production_traces_reach_the_llm_proposer(seed_copy: Path, gold: dict[str, str]):
+    """--evidence: labelled-failed production traces are shown to the meta-agent, beside train traces."""
+    from harness_opt.traces_import import import_traces
+    from tests.test_propose_llm import chat_reply
+
+    sample = Path(__file__).resolve().parents[1] / "examples" / "acme-support" / "production" / "openai.jsonl"
+    stored, traces = import_traces(sample, "openai-jsonl", name="prod", label=False)
+    assert traces
+    system = (seed_copy / "prompts" / "system.j2").read_text()
+    reply = chat_reply("think-first", [{"path": "prompts/system.j2", "content": MARKER + "\n" + system}])
+    with (
+        scripted_model("task3", prompt_sensitive_responder(gold)) as task,
+        scripted_model("meta2", [reply]) as meta,
+    ):
+        config = OptimizeConfig(
+            harness=seed_copy,
+            suite=SUITE,
+            model=task.model,
+            proposer="llm",
+            meta_model=meta.model,
+            val_limit=10,
+            train_sample=4,
+            evidence=[stored],
+            budget=Budget(iterations=1),
+            skip_test=True,
+        )
+        optimize(config)
+    prompt = json.dumps(meta.calls[0].messages)
+    assert "production traces" in prompt
+    first_user = next(e for e in traces[0].events if getattr(e, "type", "") == "llm")
+    assert str(first_user.messages[-1].get("content", ""))[:40].replace('"', '\\"') in prompt

@@ -122,7 +122,9 @@ def render_summary(result: OptimizeResult, console: Console) -> None:
         console.print("[bold]kept changes[/]")
         for r in kept:
             console.print(
-                f"  {r.label}  [green]{r.delta:+.3f}[/] (p={r.p_value:.3g})  {r.mechanism}: {r.hypothesis}"
+                f"  {r.label}  [green]{r.delta:+.3f}[/]"
+                + ("" if r.p_value is None else f" (p={r.p_value:.3g})")
+                + f"  {r.mechanism}: {r.hypothesis}"
             )
     else:
         console.print("no candidate beat the baseline by more than the noise: the baseline stays.")
@@ -144,7 +146,13 @@ def register(app: typer.Typer) -> None:
         harness: Annotated[
             Path, typer.Argument(help="Seed harness version dir, e.g. harnesses/banking77/v0001.")
         ],
-        suite: Annotated[Path, typer.Option(help="Suite folder.", envvar="HARNESS_OPT_SUITE")],
+        suite: Annotated[
+            Path | None,
+            typer.Option(
+                help="Suite folder (omit when HARNESS is a training suite folder).",
+                envvar="HARNESS_OPT_SUITE",
+            ),
+        ] = None,
         proposer: Annotated[
             str,
             typer.Option(
@@ -190,12 +198,30 @@ def register(app: typer.Typer) -> None:
             bool, typer.Option("--skip-test", help="Leave the sealed test split untouched.")
         ] = False,
         stop_file: Annotated[Path | None, typer.Option(help="Touch this file to stop cleanly.")] = None,
+        evidence: Annotated[
+            list[Path] | None,
+            typer.Option(
+                help="Imported production traces (traces/imported/...) shown to the llm and agent proposers; "
+                "acceptance is still decided on the suite.",
+                envvar="HARNESS_OPT_EVIDENCE",
+            ),
+        ] = None,
         resume: Annotated[str | None, typer.Option(help="Continue an interrupted run by its id.")] = None,
         seed: Annotated[int, typer.Option(help="Seed for sampling and proposers.")] = 0,
         isolation: Annotated[str, typer.Option(help="Sandbox: auto, bwrap, unshare or none.")] = "auto",
         force: Annotated[
             bool, typer.Option("--force", help="Start even if `harness-opt doctor` reports a FAIL.")
         ] = False,
+        executor: Annotated[
+            str,
+            typer.Option(
+                help="Training domain: local (one run per GPU) or ray.", envvar="HARNESS_OPT_EXECUTOR"
+            ),
+        ] = "local",
+        address: Annotated[
+            str | None,
+            typer.Option(help="Ray cluster address for --executor ray.", envvar="HARNESS_OPT_RAY_ADDRESS"),
+        ] = None,
     ) -> None:
         """Improve HARNESS overnight: learn from failing train traces, keep only real val gains.
 
@@ -204,6 +230,7 @@ def register(app: typer.Typer) -> None:
         split is evaluated once at the end for the baseline and the best version. Kill it any time:
         --resume RUN continues without re-running a finished rollout.
         """
+        from harness_opt.domains.base import resolve_target
         from harness_opt.errors import UserError
         from harness_opt.search.budget import Budget, parse_duration
         from harness_opt.search.config import OptimizeConfig
@@ -213,9 +240,14 @@ def register(app: typer.Typer) -> None:
             raise UserError(f"unknown proposer '{proposer}'", fix="use operators, llm or agent")
         if isolation not in ("auto", "bwrap", "unshare", "none"):
             raise UserError(f"unknown isolation '{isolation}'", fix="use auto, bwrap, unshare or none")
+        if executor not in ("local", "ray"):
+            raise UserError(f"unknown executor '{executor}'", fix="use local or ray")
+        harness, suite_dir = resolve_target(harness, suite)
         config = OptimizeConfig(
             harness=harness,
-            suite=suite,
+            suite=suite_dir,
+            executor=executor,  # type: ignore[arg-type]
+            address=address,
             proposer=proposer,  # type: ignore[arg-type]
             meta_model=meta_model,
             agent_cmd=agent_cmd,
@@ -232,6 +264,7 @@ def register(app: typer.Typer) -> None:
             train_sample=train_sample,
             skip_test=skip_test,
             stop_file=stop_file,
+            evidence=evidence or [],
             seed=seed,
             isolation=isolation,  # type: ignore[arg-type]
             force=force,

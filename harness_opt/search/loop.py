@@ -12,10 +12,10 @@ from __future__ import annotations
 import asyncio
 import random
 import time
-from fnmatch import fnmatch
 from pathlib import Path
 from typing import Any
 
+from harness_opt.domains.base import Domain, domain_for_suite
 from harness_opt.errors import UserError
 from harness_opt.evaluate.evaluator import EvalConfig, EvalResult, evaluate_async, new_run_id
 from harness_opt.evaluate.stats import paired_test
@@ -29,7 +29,7 @@ from harness_opt.propose.base import HistoryEntry, Proposal, ProposalInput, Prop
 from harness_opt.records import Trace
 from harness_opt.search.acceptance import acceptance_rule, task_means
 from harness_opt.search.budget import BudgetTracker
-from harness_opt.search.config import AGENT_HARNESS_EDITABLE, OptimizeConfig
+from harness_opt.search.config import OptimizeConfig
 from harness_opt.search.records import (
     CandidateRecord,
     OptimizeDisplay,
@@ -102,8 +102,10 @@ class Optimizer:
         resume: str | None = None,
         proposer: Proposer | None = None,
         run_id: str | None = None,
+        domain: Domain | None = None,
     ) -> None:
         self.config = config
+        self.domain: Domain = domain or domain_for_suite(config.suite)
         self.ledger = ledger or Ledger()
         self.display = display or QuietDisplay()
         self.resume = resume
@@ -115,6 +117,10 @@ class Optimizer:
         self.rollouts_run = 0
         self.eval_seconds: dict[str, float] = {}
         self.flagged: dict[str, str] = {}
+        # Imported production traces (--evidence): read once, so a bad file fails before the run.
+        from harness_opt.traces_import import read_imported
+
+        self.imported = [t for path in config.evidence for t in read_imported(path)]
         """Candidates the scan flagged (hash -> summary): evaluated, but never made the incumbent."""
 
     # ------------------------------------------------------------------ evaluation helpers
@@ -173,10 +179,17 @@ class Optimizer:
         validate_model(self.model)
         if not self.suite.tasks("train"):
             raise UserError(f"suite {self.suite.name} has no train tasks", fix="the loop learns from train")
-        if not self.resume:
-            await self._preflight()
+        started = time.monotonic()  # the budget clock covers the pre-flight too
+        # The run row exists before anything slow happens, so a kill at any moment can be resumed.
         checkpoint = self._start_or_resume(seed_version)
-        self.tracker = BudgetTracker(cfg.budget, cfg.stop_file, checkpoint.get("elapsed_s", 0.0))
+        if not self.resume:
+            try:
+                await self._preflight()
+            except UserError as exc:
+                self.ledger.end_run(self.run_id, "refused", {"reason": exc.message})
+                raise
+        already = checkpoint.get("elapsed_s", 0.0) + (time.monotonic() - started)
+        self.tracker = BudgetTracker(cfg.budget, cfg.stop_file, already)
         self.tracker.iterations = checkpoint.get("iteration", 0)
         self.cost_usd = checkpoint.get("cost_usd", 0.0)
         self.rollouts_run = checkpoint.get("rollouts", 0)
@@ -445,7 +458,7 @@ class Optimizer:
             agent=incumbent.name,
             version_label=incumbent.label,
             files=files,
-            editable=AGENT_HARNESS_EDITABLE,
+            editable=self.domain.editable,
             suite=self.suite.name,
             suite_description=getattr(self.suite, "description", ""),
             failing_traces=failing,
@@ -453,6 +466,7 @@ class Optimizer:
             train_tasks=train,
             val_score=inc_result.summary.score,
             history=history,
+            imported_traces=self.imported,
             seed=cfg.seed + iteration,
         )
 
@@ -468,7 +482,7 @@ class Optimizer:
             hypothesis=proposal.hypothesis,
             outcome="invalid",
         )
-        outside = [p for p in proposal.edits if not any(fnmatch(p, g) for g in AGENT_HARNESS_EDITABLE)]
+        outside = self.domain.outside_editable(proposal.edits)
         if outside:
             record.reason = f"edits outside the editable files: {', '.join(sorted(outside))}"
             return None, record
@@ -503,7 +517,7 @@ class Optimizer:
             candidate,
             incumbent,
             self.suite,
-            editable=AGENT_HARNESS_EDITABLE,
+            editable=self.domain.editable,
             ledger=self.ledger,
             run_id=self.run_id,
         )
@@ -620,9 +634,13 @@ async def optimize_async(
     proposer: Proposer | None = None,
     run_id: str | None = None,
 ) -> OptimizeResult:
-    return await Optimizer(
+    # The suite's domain builds the run (agent-harness: the Optimizer above; training: its own loop).
+    domain = domain_for_suite(config.suite)
+    runner = domain.optimizer(
         config, ledger=ledger, display=display, resume=resume, proposer=proposer, run_id=run_id
-    ).run()
+    )
+    result: OptimizeResult = await runner.run()
+    return result
 
 
 def optimize(

@@ -7,7 +7,7 @@ import shutil
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parent.parent
-CORPUS = REPO.parent / "shared" / "data" / "tinyshakespeare" / "input.txt"
+CORPUS = REPO / "tasks" / "nanogpt" / "data" / "input.txt"  # shipped (public domain)
 
 
 def training_copy(tmp: Path, budget_s: float = 3.0, extra: str = "") -> tuple[Path, Path]:

@@ -23,12 +23,12 @@ from harness_opt.domains.executors import Executor, make_executor
 from harness_opt.domains.training_loop import ExperimentResult, TrainingDomain, TrainingSuite
 from harness_opt.errors import UserError
 from harness_opt.evaluate.evaluator import new_run_id
-from harness_opt.harness.lineage import create_version, version_dirs
 from harness_opt.harness.version import HarnessVersion
 from harness_opt.ledger import DecisionRow, Ledger, VersionRow
 from harness_opt.ledger.rows import ExperimentRow
 from harness_opt.propose.base import HistoryEntry, Proposal, ProposalInput, Proposer
 from harness_opt.search.budget import BudgetTracker
+from harness_opt.search.candidates import materialize
 from harness_opt.search.config import OptimizeConfig
 from harness_opt.search.records import (
     CandidateRecord,
@@ -162,49 +162,14 @@ class TrainingOptimizer:
     def _candidate(
         self, proposal: Proposal, incumbent: HarnessVersion, iteration: int
     ) -> tuple[HarnessVersion | None, CandidateRecord]:
-        record = CandidateRecord(
-            iteration=iteration,
-            label="-",
-            proposer=proposal.proposer,
-            mechanism=proposal.mechanism,
-            hypothesis=proposal.hypothesis,
-            outcome="invalid",
+        candidate, record = materialize(
+            proposal,
+            incumbent,
+            iteration,
+            outside=self.domain.outside_editable(proposal.edits),
+            editable=self.domain.editable,
         )
-        outside = self.domain.outside_editable(proposal.edits)
-        if outside:
-            record.reason = f"edits outside the editable files ({', '.join(self.domain.editable)}): " + (
-                ", ".join(outside)
-            )
-            return None, record
-        if not proposal.edits:
-            record.reason = "the proposal changes nothing"
-            return None, record
-        try:
-            candidate = create_version(
-                incumbent,
-                proposal.edits,
-                proposer=proposal.proposer,
-                hypothesis=proposal.hypothesis,
-                changes=proposal.changes,
-            )
-        except UserError as exc:
-            record.reason = f"does not load: {exc.message}"
-            return None, record
-        for path in version_dirs(incumbent.path.parent).values():
-            if path != candidate.path and path.is_dir():
-                try:
-                    twin = HarnessVersion.load(path)
-                except UserError:
-                    continue
-                if twin.hash == candidate.hash:
-                    import shutil
-
-                    shutil.rmtree(candidate.path, ignore_errors=True)
-                    candidate = twin
-                    break
-        record.label, record.hash = candidate.label, candidate.hash
-        if candidate.hash == incumbent.hash:
-            record.reason = "identical to the incumbent"
+        if candidate is None:
             return None, record
         self.ledger.add_version(VersionRow.from_version(candidate))
         return candidate, record

@@ -12,7 +12,6 @@ from __future__ import annotations
 import asyncio
 import random
 import time
-from pathlib import Path
 from typing import Any
 
 from harness_opt.domains.base import Domain, domain_for_suite
@@ -20,7 +19,6 @@ from harness_opt.errors import UserError
 from harness_opt.evaluate.evaluator import EvalConfig, EvalResult, evaluate_async, new_run_id
 from harness_opt.evaluate.stats import paired_test
 from harness_opt.evaluate.tracestore import read_trace
-from harness_opt.harness.lineage import create_version, version_dirs
 from harness_opt.harness.version import HarnessVersion
 from harness_opt.home import home_dir
 from harness_opt.ledger import DecisionRow, Ledger, VersionRow
@@ -29,6 +27,7 @@ from harness_opt.propose.base import HistoryEntry, Proposal, ProposalInput, Prop
 from harness_opt.records import Trace
 from harness_opt.search.acceptance import acceptance_rule, task_means
 from harness_opt.search.budget import BudgetTracker
+from harness_opt.search.candidates import find_version, materialize
 from harness_opt.search.config import OptimizeConfig
 from harness_opt.search.records import (
     CandidateRecord,
@@ -359,17 +358,7 @@ class Optimizer:
         accepted = [r for r in self.records if r.outcome == "accepted"]
         if not accepted:
             return seed_version
-        return self._find_version(seed_version, accepted[-1].hash) or seed_version
-
-    def _find_version(self, near: HarnessVersion, wanted: str) -> HarnessVersion | None:
-        for path in version_dirs(near.path.parent).values():
-            try:
-                version = HarnessVersion.load(path)
-            except UserError:
-                continue
-            if version.hash == wanted:
-                return version
-        return None
+        return find_version(seed_version, accepted[-1].hash) or seed_version
 
     def _checkpoint(self, incumbent: HarnessVersion, noise: float) -> None:
         assert self.tracker is not None
@@ -474,43 +463,14 @@ class Optimizer:
         self, proposal: Proposal, incumbent: HarnessVersion, iteration: int
     ) -> tuple[HarnessVersion | None, CandidateRecord]:
         """A candidate must load, render, compile and run one train task before it costs a val eval."""
-        record = CandidateRecord(
-            iteration=iteration,
-            label="-",
-            proposer=proposal.proposer,
-            mechanism=proposal.mechanism,
-            hypothesis=proposal.hypothesis,
-            outcome="invalid",
+        candidate, record = materialize(
+            proposal,
+            incumbent,
+            iteration,
+            outside=self.domain.outside_editable(proposal.edits),
+            editable=self.domain.editable,
         )
-        outside = self.domain.outside_editable(proposal.edits)
-        if outside:
-            record.reason = f"edits outside the editable files: {', '.join(sorted(outside))}"
-            return None, record
-        if not proposal.edits:
-            record.reason = "the proposal changes nothing"
-            return None, record
-        try:
-            candidate = create_version(
-                incumbent,
-                proposal.edits,
-                proposer=proposal.proposer,
-                hypothesis=proposal.hypothesis,
-                changes=proposal.changes,
-            )
-        except UserError as exc:
-            record.reason = f"does not load: {exc.message}"
-            return None, record
-        if candidate.manifest.runtime != incumbent.manifest.runtime:
-            _remove_dir(candidate.path)
-            record.reason = "changes [runtime] (limits, entrypoint), which the search keeps frozen"
-            return None, record
-        twin = self._find_version(incumbent, candidate.hash)
-        if twin is not None and twin.path != candidate.path:
-            _remove_dir(candidate.path)  # same content as an existing version: reuse it (and its results)
-            candidate = twin
-        record.label, record.hash = candidate.label, candidate.hash
-        if candidate.hash == incumbent.hash:
-            record.reason = "identical to the incumbent"
+        if candidate is None:
             return None, record
         self.ledger.add_version(VersionRow.from_version(candidate))
         scan = scan_and_record(
@@ -617,12 +577,6 @@ def _json(value: Any) -> dict[str, Any]:
     if isinstance(value, dict):
         return value
     return json.loads(value) if value else {}
-
-
-def _remove_dir(path: Path) -> None:
-    import shutil
-
-    shutil.rmtree(path, ignore_errors=True)
 
 
 async def optimize_async(

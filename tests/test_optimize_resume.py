@@ -22,11 +22,15 @@ DRIVER = Path(__file__).with_name("optimize_fixtures.py")
 REPO = Path(__file__).resolve().parents[1]
 
 
-def rollout_count(ledger: Ledger) -> int:
+def row_count(ledger: Ledger, table: str) -> int:
     try:
-        return int(ledger.query("SELECT count(*) AS n FROM rollouts")[0]["n"])
+        return int(ledger.query(f"SELECT count(*) AS n FROM {table}")[0]["n"])
     except Exception:  # the file may not exist yet
         return 0
+
+
+def rollout_count(ledger: Ledger) -> int:
+    return row_count(ledger, "rollouts")
 
 
 def start(run_id: str, seed: Path, resume: bool) -> subprocess.Popen[str]:
@@ -42,12 +46,15 @@ def test_kill_nine_then_resume_loses_and_duplicates_nothing(tmp_path: Path):
     shutil.copytree(SEED, seed)
     ledger = Ledger()
     run_id = "opt-killtest"
-    # Kill points: during the baseline, during the noise rerun, during the candidates' evaluations.
-    for kills, threshold in enumerate((15, 55, 110)):
+    # Kill points: during the baseline, during the noise rerun, right after a decision of iteration 1
+    # was written (before its checkpoint: the resumed run must not write it twice), and during the
+    # later candidates' evaluations.
+    kill_points = [("rollouts", 15), ("rollouts", 55), ("decisions", 3), ("rollouts", 110)]
+    for kills, (table, threshold) in enumerate(kill_points):
         proc = start(run_id, seed, resume=kills > 0)
         deadline = time.monotonic() + 120
-        while proc.poll() is None and rollout_count(ledger) < threshold and time.monotonic() < deadline:
-            time.sleep(0.05)
+        while proc.poll() is None and row_count(ledger, table) < threshold and time.monotonic() < deadline:
+            time.sleep(0.02)
         assert proc.poll() is None, f"run ended before the kill point: {proc.stderr.read()[-2000:]}"
         before = rollout_count(ledger)
         proc.send_signal(signal.SIGKILL)

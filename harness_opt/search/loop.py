@@ -378,6 +378,12 @@ class Optimizer:
         )
 
     def _record(self, record: CandidateRecord, *, incumbent: str | None) -> None:
+        key = (record.iteration, record.proposer, record.mechanism, record.hash)
+        if any((r.iteration, r.proposer, r.mechanism, r.hash) == key for r in self.records):
+            # A resumed run redoes the iteration it was killed in; proposals and evaluations are
+            # deterministic (seeded, reused from the ledger), so a decision it already wrote is not
+            # written again.
+            return
         self.records.append(record)
         self.ledger.add_decision(
             DecisionRow(

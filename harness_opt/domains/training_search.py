@@ -26,9 +26,9 @@ from harness_opt.evaluate.evaluator import new_run_id
 from harness_opt.harness.version import HarnessVersion
 from harness_opt.ledger import DecisionRow, Ledger, VersionRow
 from harness_opt.ledger.rows import ExperimentRow
-from harness_opt.propose.base import HistoryEntry, Proposal, ProposalInput, Proposer
+from harness_opt.propose.base import Proposal, ProposalInput, Proposer
 from harness_opt.search.budget import BudgetTracker
-from harness_opt.search.candidates import materialize
+from harness_opt.search.candidates import history_of, materialize
 from harness_opt.search.config import OptimizeConfig
 from harness_opt.search.records import (
     CandidateRecord,
@@ -128,20 +128,7 @@ class TrainingOptimizer:
     def _input(self, incumbent: HarnessVersion, value: float, iteration: int) -> ProposalInput:
         files = {p: b.decode("utf-8", "replace") for p, b in incumbent.files().items()}
         files["prepare.py"] = self.suite.prepare_path.read_text(encoding="utf-8")  # to read, not edit
-        history = [
-            HistoryEntry(
-                iteration=r.iteration,
-                candidate=r.label,
-                proposer=r.proposer,
-                mechanism=r.mechanism,
-                hypothesis=r.hypothesis,
-                outcome=r.outcome,
-                delta=r.delta,
-                reason=r.reason,
-            )
-            for r in self.records
-            if r.outcome != "baseline"
-        ]
+        history = history_of(self.records)
         return ProposalInput(
             agent=incumbent.name,
             version_label=incumbent.label,

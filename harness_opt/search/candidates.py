@@ -12,7 +12,7 @@ import shutil
 from harness_opt.errors import UserError
 from harness_opt.harness.lineage import create_version, version_dirs
 from harness_opt.harness.version import HarnessVersion
-from harness_opt.propose.base import Proposal
+from harness_opt.propose.base import HistoryEntry, Proposal
 from harness_opt.search.records import CandidateRecord
 
 
@@ -76,3 +76,22 @@ def materialize(
         record.reason = "identical to the incumbent"
         return None, record
     return candidate, record
+
+
+def history_of(records: list[CandidateRecord]) -> list[HistoryEntry]:
+    """What was tried and what became of it, as the proposer reads it (the baseline is not a try)."""
+    return [
+        HistoryEntry(
+            iteration=r.iteration,
+            candidate=r.label,
+            proposer=r.proposer,
+            mechanism=r.mechanism,
+            hypothesis=r.hypothesis,
+            outcome=r.outcome,
+            delta=r.delta,
+            p_value=r.p_value,
+            reason=r.reason,
+        )
+        for r in records
+        if r.outcome != "baseline"
+    ]

@@ -23,11 +23,11 @@ from harness_opt.harness.version import HarnessVersion
 from harness_opt.home import home_dir
 from harness_opt.ledger import DecisionRow, Ledger, VersionRow
 from harness_opt.llm.catalog import validate_model
-from harness_opt.propose.base import HistoryEntry, Proposal, ProposalInput, Proposer
+from harness_opt.propose.base import Proposal, ProposalInput, Proposer
 from harness_opt.records import Trace
 from harness_opt.search.acceptance import acceptance_rule, task_means
 from harness_opt.search.budget import BudgetTracker
-from harness_opt.search.candidates import find_version, materialize
+from harness_opt.search.candidates import find_version, history_of, materialize
 from harness_opt.search.config import OptimizeConfig
 from harness_opt.search.records import (
     CandidateRecord,
@@ -434,21 +434,7 @@ class Optimizer:
             if not p.startswith("data/") and len(b) < 200_000
         }
         files["harness.toml"] = (incumbent.path / "harness.toml").read_text()
-        history = [
-            HistoryEntry(
-                iteration=r.iteration,
-                candidate=r.label,
-                proposer=r.proposer,
-                mechanism=r.mechanism,
-                hypothesis=r.hypothesis,
-                outcome=r.outcome if r.outcome != "baseline" else "accepted",
-                delta=r.delta,
-                p_value=r.p_value,
-                reason=r.reason,
-            )
-            for r in self.records
-            if r.outcome != "baseline"
-        ]
+        history = history_of(self.records)
         return ProposalInput(
             agent=incumbent.name,
             version_label=incumbent.label,

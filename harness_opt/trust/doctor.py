@@ -180,7 +180,7 @@ def _check_budget(report: CheckReport, budget: Any | None) -> None:
             "WARN",
             "budget",
             "no budget given: optimize stops after its default of 20 minutes",
-            "pass --budget (e.g. 8h, $20, 30it) so the run ends when you intend",
+            "pass --budget 8h (and --dollars 20 or --iterations 30) so the run ends when you intend",
         )
         return
     parts = (
@@ -190,7 +190,7 @@ def _check_budget(report: CheckReport, budget: Any | None) -> None:
     )
     if "dollars" not in parts and not os.environ.get("HARNESS_OPT_ALLOW_UNCAPPED"):
         report.add(
-            "WARN", "budget", f"{parts}: no dollar cap", "add a dollar cap (--budget $20) for paid models"
+            "WARN", "budget", f"{parts}: no dollar cap", "add a dollar cap (--dollars 20) for paid models"
         )
     else:
         report.add("PASS", "budget", f"{parts}")

@@ -86,3 +86,27 @@ def test_models_lists_the_embedded_model():
     result = cli("models")
     assert result.returncode == 0, result.stderr
     assert "local/smollm2" in result.stdout
+
+
+def test_trace_view_shows_user_turns():
+    """Conversational suites (tau2): what the agent said to the simulated user and what it answered."""
+    from rich.console import Console
+
+    from harness_opt.cli.traces_cmd import render_trace
+    from harness_opt.records import RolloutKey, Trace, UserTurnEvent
+
+    key = RolloutKey(version_hash="h" * 12, suite="s", split="val", task_id="7", trial=0, model="m")
+    trace = Trace(
+        run_id="r",
+        key=key,
+        task_input={},
+        events=[
+            UserTurnEvent(agent_message="Hi! How can I help?", reply="I want to return a lamp.", model="u"),
+            UserTurnEvent(agent_message="Done.", reply=None, done=True, stop_reason="stop", model="u"),
+        ],
+    )
+    console = Console(record=True, width=120)
+    render_trace(trace, console)
+    text = console.export_text()
+    assert "[agent → user] Hi! How can I help?" in text and "I want to return a lamp." in text
+    assert "(the user has left)" in text and "conversation ended: stop" in text

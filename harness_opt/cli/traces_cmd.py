@@ -10,7 +10,15 @@ from rich.console import Console, Group
 from rich.panel import Panel
 from rich.text import Text
 
-from harness_opt.records import ErrorEvent, LLMCallEvent, LogEvent, OutputEvent, ToolCallEvent, Trace
+from harness_opt.records import (
+    ErrorEvent,
+    LLMCallEvent,
+    LogEvent,
+    OutputEvent,
+    ToolCallEvent,
+    Trace,
+    UserTurnEvent,
+)
 
 app = typer.Typer(help="Inspect rollout traces recorded by eval and optimize.", no_args_is_help=True)
 
@@ -76,6 +84,17 @@ def render_trace(trace: Trace, console: Console, width: int = 2000) -> None:
                     border_style="magenta",
                 )
             )
+        elif isinstance(event, UserTurnEvent):
+            user_body = Text("[agent → user] ", style="bold") + Text(_clip(event.agent_message, width))
+            user_reply = "(the user has left)" if event.reply is None else _clip(event.reply, width)
+            user_body += Text("\n[user] ", style="bold green") + Text(user_reply)
+            if event.done:
+                user_body += Text(f"\n(conversation ended: {event.stop_reason})", style="dim")
+            meta = (
+                f"user #{n} · simulator {event.model} · in {event.tokens_in} / out {event.tokens_out} "
+                f"tokens · ${getattr(event, 'cost_usd', 0.0):.5f}"
+            )
+            console.print(Panel(user_body, title=meta, title_align="left", border_style="green"))
         elif isinstance(event, LogEvent):
             console.print(f"[dim]log:[/] {event.message} {json.dumps(event.data) if event.data else ''}")
         elif isinstance(event, OutputEvent):

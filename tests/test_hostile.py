@@ -11,7 +11,6 @@ from __future__ import annotations
 import json
 import os
 import shutil
-import socket
 import subprocess
 import threading
 import time
@@ -32,6 +31,7 @@ from harness_opt.search.config import AGENT_HARNESS_EDITABLE
 from harness_opt.suites.loader import load_suite
 from harness_opt.testing import scripted_model
 from harness_opt.trust.scan import ScanReport, scan_candidate
+from tests.test_runtime_fakes import Listener
 
 REPO = Path(__file__).resolve().parents[1]
 HOSTILE = REPO / "tests" / "hostile"
@@ -99,33 +99,6 @@ def _decoded(outcome: Outcome) -> list[dict[str, Any]]:
 
 def _kinds(outcome: Outcome) -> set[str]:
     return {f.kind for f in outcome.scan.findings}
-
-
-class Listener:
-    """A TCP listener on 127.0.0.1 that counts connections."""
-
-    def __init__(self) -> None:
-        self.sock = socket.create_server(("127.0.0.1", 0))
-        self.sock.settimeout(0.1)
-        self.port = self.sock.getsockname()[1]
-        self.accepted = 0
-        self.stop = threading.Event()
-        self.thread = threading.Thread(target=self._serve, daemon=True)
-        self.thread.start()
-
-    def _serve(self) -> None:
-        while not self.stop.is_set():
-            try:
-                conn, _ = self.sock.accept()
-            except TimeoutError:
-                continue
-            self.accepted += 1
-            conn.close()
-
-    def close(self) -> None:
-        self.stop.set()
-        self.thread.join()
-        self.sock.close()
 
 
 def _host_pids() -> int:

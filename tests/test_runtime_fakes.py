@@ -6,6 +6,8 @@ Holds no tests itself; the runtime test modules import from it.
 from __future__ import annotations
 
 import asyncio
+import socket
+import threading
 from pathlib import Path
 from typing import Any
 
@@ -39,8 +41,14 @@ class LookupEnv:
 class FakeLLM:
     """Answers instantly (or after `delay_s`) and reports fixed usage; records every request."""
 
-    def __init__(self, content: str = "hi", tokens: int = 15, cost: float = 0.0, delay_s: float = 0.0,
-                 fail: Exception | None = None) -> None:
+    def __init__(
+        self,
+        content: str = "hi",
+        tokens: int = 15,
+        cost: float = 0.0,
+        delay_s: float = 0.0,
+        fail: Exception | None = None,
+    ) -> None:
         self.content = content
         self.tokens = tokens
         self.cost = cost
@@ -56,9 +64,38 @@ class FakeLLM:
             raise self.fail
         return LLMResult(
             message={"role": "assistant", "content": self.content},
-            tokens_in=self.tokens - self.tokens // 3, tokens_out=self.tokens // 3, cost_usd=self.cost,
+            tokens_in=self.tokens - self.tokens // 3,
+            tokens_out=self.tokens // 3,
+            cost_usd=self.cost,
         )
 
 
 def task(task_id: str = "t1", **inputs: Any) -> Task:
     return Task(id=task_id, input=inputs, expected="GOLD-ANSWER-SECRET", metadata={"note": "METADATA-SECRET"})
+
+
+class Listener:
+    """A TCP listener on 127.0.0.1 that counts connections (network-escape tests)."""
+
+    def __init__(self) -> None:
+        self.sock = socket.create_server(("127.0.0.1", 0))
+        self.sock.settimeout(0.2)
+        self.port = self.sock.getsockname()[1]
+        self.accepted = 0
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._serve, daemon=True)
+        self._thread.start()
+
+    def _serve(self) -> None:
+        while not self._stop.is_set():
+            try:
+                conn, _ = self.sock.accept()
+            except TimeoutError:
+                continue
+            self.accepted += 1
+            conn.close()
+
+    def close(self) -> None:
+        self._stop.set()
+        self._thread.join()
+        self.sock.close()

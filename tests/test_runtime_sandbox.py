@@ -7,13 +7,11 @@ they promise: `unshare` still cuts the network, `none` still runs harnesses and 
 from __future__ import annotations
 
 import asyncio
-import socket
-import threading
 from pathlib import Path
 from typing import Any
 
 import pytest
-from test_runtime_fakes import FakeLLM, LookupEnv, fixture_version, task
+from test_runtime_fakes import FakeLLM, Listener, LookupEnv, fixture_version, task
 
 from harness_opt.errors import UserError
 from harness_opt.runtime import forkserver, sandbox
@@ -29,33 +27,6 @@ def run_one(name: str, isolation: str = "auto", **inputs: Any) -> tuple[RolloutR
             return await runner.run(task(**inputs), LookupEnv(), FakeLLM()), runner.isolation_used
 
     return asyncio.run(go())
-
-
-class Listener:
-    """A TCP listener on 127.0.0.1 that records whether anything connected."""
-
-    def __init__(self) -> None:
-        self.sock = socket.create_server(("127.0.0.1", 0))
-        self.sock.settimeout(0.2)
-        self.port = self.sock.getsockname()[1]
-        self.accepted = 0
-        self._stop = threading.Event()
-        self._thread = threading.Thread(target=self._serve, daemon=True)
-        self._thread.start()
-
-    def _serve(self) -> None:
-        while not self._stop.is_set():
-            try:
-                conn, _ = self.sock.accept()
-            except TimeoutError:
-                continue
-            self.accepted += 1
-            conn.close()
-
-    def close(self) -> None:
-        self._stop.set()
-        self._thread.join()
-        self.sock.close()
 
 
 @pytest.fixture

@@ -155,10 +155,10 @@ class TrainingOptimizer:
             iteration,
             outside=self.domain.outside_editable(proposal.edits),
             editable=self.domain.editable,
+            ledger=self.ledger,
         )
         if candidate is None:
             return None, record
-        self.ledger.add_version(VersionRow.from_version(candidate))
         return candidate, record
 
     # ------------------------------------------------------------------------------ the run

@@ -12,6 +12,7 @@ import shutil
 from harness_opt.errors import UserError
 from harness_opt.harness.lineage import create_version, version_dirs
 from harness_opt.harness.version import HarnessVersion
+from harness_opt.ledger import Ledger, VersionRow
 from harness_opt.propose.base import HistoryEntry, Proposal
 from harness_opt.search.records import CandidateRecord
 
@@ -35,8 +36,10 @@ def materialize(
     *,
     outside: list[str],
     editable: tuple[str, ...],
+    ledger: Ledger,
 ) -> tuple[HarnessVersion | None, CandidateRecord]:
-    """Write the candidate (or find its twin); None with the reason recorded when it is invalid."""
+    """Write the candidate (or find its twin) and record it in the ledger's `versions`; None with the
+    reason recorded when it is invalid."""
     record = CandidateRecord(
         iteration=iteration,
         label="-",
@@ -75,6 +78,7 @@ def materialize(
     if candidate.hash == incumbent.hash:
         record.reason = "identical to the incumbent"
         return None, record
+    ledger.add_version(VersionRow.from_version(candidate))
     return candidate, record
 
 

@@ -21,7 +21,7 @@ from harness_opt.evaluate.stats import paired_test
 from harness_opt.evaluate.tracestore import read_trace
 from harness_opt.harness.version import HarnessVersion
 from harness_opt.home import home_dir
-from harness_opt.ledger import DecisionRow, Ledger, VersionRow
+from harness_opt.ledger import DecisionRow, Ledger
 from harness_opt.llm.catalog import validate_model
 from harness_opt.propose.base import Proposal, ProposalInput, Proposer
 from harness_opt.records import Trace
@@ -461,10 +461,10 @@ class Optimizer:
             iteration,
             outside=self.domain.outside_editable(proposal.edits),
             editable=self.domain.editable,
+            ledger=self.ledger,
         )
         if candidate is None:
             return None, record
-        self.ledger.add_version(VersionRow.from_version(candidate))
         scan = scan_and_record(
             candidate,
             incumbent,

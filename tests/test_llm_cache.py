@@ -1,4 +1,5 @@
-"""The response cache: when it serves, what a hit reports, and that it survives concurrency."""
+"""The response cache: when it serves, what a hit reports, that it survives concurrency, and that inside
+a rollout it never serves one trial's (or rollout's) reply to another while a re-run replays its own."""
 
 from __future__ import annotations
 
@@ -10,7 +11,10 @@ from pathlib import Path
 import pytest
 
 from harness_opt.llm import LLMCallError, LLMClient, LLMConfig, LLMRequest, LLMResult, ResponseCache
+from harness_opt.llm.cache import CallScope, rollout_scope
+from harness_opt.records import RolloutKey
 from harness_opt.testing import scripted_model
+from tests.support.loopback_llm import loopback_llm
 
 CACHED = LLMConfig(backoff_base_s=0.001, backoff_max_s=0.01, cache=True)
 
@@ -150,3 +154,107 @@ def test_two_processes_write_one_cache(tmp_path: Path) -> None:
     assert len(cache) == 100
     hit = cache.get("k77")
     assert hit is not None and hit.message["content"] == "77"
+
+
+# --- trial independence: the cache key is per rollout and per repeat -------------------------------
+
+
+def _key(trial: int, task: str = "t1", version: str = "v1") -> RolloutKey:
+    return RolloutKey(version_hash=version, suite="s", split="val", task_id=task, trial=trial, model="m")
+
+
+@pytest.fixture
+def loopback(monkeypatch: pytest.MonkeyPatch):
+    monkeypatch.setenv("OPENAI_API_KEY", "sk-loopback")
+    with loopback_llm() as server:
+        yield server
+
+
+def _loop_client(server, **config: object) -> LLMClient:
+    return LLMClient(CACHED.model_copy(update={"api_base": server.url, **config}))
+
+
+def _ask(client: LLMClient, key: RolloutKey | None, times: int = 1, text: str = "same question") -> list[str]:
+    async def go() -> list[str]:
+        answers = []
+        for _ in range(times):
+            request = _req("openai/loop", text, temperature=0)
+            if key is None:
+                answers.append((await client.complete(request)).message["content"])
+            else:
+                with rollout_scope(key):
+                    answers.append((await client.complete(request)).message["content"])
+        return answers
+
+    return asyncio.run(go())
+
+
+def test_k_trials_of_one_request_make_k_calls_and_may_differ(loopback) -> None:
+    client = _loop_client(loopback)
+    answers = [_ask(client, _key(trial))[0] for trial in range(4)]
+    assert len(loopback.calls("loop")) == 4 and client.stats.cache_hits == 0
+    assert answers == ["loop reply #0", "loop reply #1", "loop reply #2", "loop reply #3"]
+
+
+def test_another_rollout_of_the_same_request_is_not_served_the_first_ones_reply(loopback) -> None:
+    client = _loop_client(loopback)
+    first = _ask(client, _key(0, task="a"))
+    other_task = _ask(client, _key(0, task="b"))
+    other_version = _ask(client, _key(0, version="v2"))
+    assert len({*first, *other_task, *other_version}) == 3 and len(loopback.requests) == 3
+
+
+def test_a_rollout_asking_twice_gets_two_answers_and_a_rerun_replays_both_in_order(loopback) -> None:
+    key = _key(0)
+
+    async def rollout(client: LLMClient) -> list[str]:
+        with rollout_scope(key):
+            request = _req("openai/loop", "again?", temperature=0)
+            return [(await client.complete(request)).message["content"] for _ in range(2)]
+
+    first = asyncio.run(rollout(_loop_client(loopback)))
+    assert first == ["loop reply #0", "loop reply #1"]
+    rerun_client = _loop_client(loopback)  # a new process resuming the same rollout
+    assert asyncio.run(rollout(rerun_client)) == first
+    assert len(loopback.requests) == 2 and rerun_client.stats.cache_hits == 2
+
+
+def test_an_interrupted_rollout_resumes_from_its_own_replies(loopback) -> None:
+    key = _key(1)
+
+    async def rollout(client: LLMClient, steps: int) -> list[str]:
+        out = []
+        with rollout_scope(key):
+            for step in range(steps):
+                reply = await client.complete(_req("openai/loop", f"step {step}", temperature=0))
+                out.append(reply.message["content"])
+        return out
+
+    killed = asyncio.run(rollout(_loop_client(loopback), 2))  # the process died after two calls
+    resumed_client = _loop_client(loopback)
+    resumed = asyncio.run(rollout(resumed_client, 3))
+    assert resumed[:2] == killed and resumed_client.stats.cache_hits == 2
+    assert len(loopback.requests) == 3  # only the step it had not reached was asked
+
+
+def test_concurrent_trials_are_not_merged_by_in_flight_deduplication(loopback) -> None:
+    client = _loop_client(loopback)
+
+    async def trial(n: int) -> str:
+        with rollout_scope(_key(n)):
+            return (await client.complete(_req("openai/loop", "burst", temperature=0))).message["content"]
+
+    async def burst() -> list[str]:
+        return await asyncio.gather(*(trial(n) for n in range(6)))
+
+    answers = asyncio.run(burst())
+    assert len(loopback.requests) == 6 and len(set(answers)) == 6
+
+
+def test_a_scope_counts_repeats_per_request_not_per_call() -> None:
+    scope = CallScope("r")
+    a0, b0, a1 = scope.cache_key("a"), scope.cache_key("b"), scope.cache_key("a")
+    assert len({a0, b0, a1}) == 3
+    again = CallScope("r")
+    assert again.cache_key("b") == b0 and again.cache_key("a") == a0  # order of other requests is irrelevant
+    assert CallScope("other").cache_key("a") != a0

@@ -24,6 +24,7 @@ from harness_opt.evaluate.tracestore import TraceWriter, iter_traces, trace_path
 from harness_opt.harness.version import HarnessVersion
 from harness_opt.home import traces_dir
 from harness_opt.ledger import Ledger, VersionRow
+from harness_opt.llm.cache import rollout_scope
 from harness_opt.llm.catalog import validate_model
 from harness_opt.llm.client import LLMClient, LLMConfig
 from harness_opt.records import ErrorEvent, OutputEvent, Rollout, RolloutKey, Score, Task, Trace
@@ -148,11 +149,18 @@ def _recover_unflushed(ledger: Ledger, version: HarnessVersion, suite: str, spli
         ledger.add_rollouts(list(missing.values()))
 
 
-def _score(suite: Suite, task: Task, result: RolloutResult, env: Any) -> tuple[Score, str | None, str | None]:
+async def _score(
+    suite: Suite, task: Task, result: RolloutResult, env: Any
+) -> tuple[Score, str | None, str | None]:
     if result.error:
         reason = f"{result.error}: {result.error_detail or ''}".strip()
         return Score(score=0.0, passed=False, feedback=reason), result.error, result.error_detail
     try:
+        # A scorer that calls a model (an LLM judge) offers `score_async`, so its call does not
+        # stall the rollouts in flight.
+        score_async = getattr(suite, "score_async", None)
+        if score_async is not None:
+            return await score_async(task, result.output, env), None, None
         return suite.score(task, result.output, env), None, None
     except Exception as exc:  # a scorer bug must not stop the evaluation; it is recorded, scored 0
         return Score(score=0.0, passed=False, feedback=f"scorer failed: {exc!r}"), "scorer", repr(exc)
@@ -239,11 +247,14 @@ async def evaluate_async(
 
                 async def one(task: Task, trial: int) -> None:
                     nonlocal finished
+                    key = key_of(task, trial)
                     async with sem:
                         env = suite_obj.environment(task)
-                        result = await runner.run(task, env, client.complete)
-                        score, error, detail = _score(suite_obj, task, result, env)
-                    key = key_of(task, trial)
+                        # Every model call of this rollout (agent, simulated user, judge) is cached
+                        # under its key: trials stay independent, a re-run replays its own calls.
+                        with rollout_scope(key):
+                            result = await runner.run(task, env, client.complete)
+                            score, error, detail = await _score(suite_obj, task, result, env)
                     events = list(result.events)
                     if result.error:
                         events.append(ErrorEvent(kind=result.error, reason=result.error_detail or ""))

@@ -20,7 +20,7 @@ from typing import Any
 from pydantic import BaseModel, Field
 
 from harness_opt.errors import ModelError
-from harness_opt.llm.cache import ResponseCache
+from harness_opt.llm.cache import CallScope, ResponseCache, current_scope
 from harness_opt.llm.litellm_setup import import_litellm
 from harness_opt.llm.types import LLMRequest, LLMResult
 
@@ -168,7 +168,8 @@ class LLMClient:
         self.config = config or LLMConfig()
         self._cache = cache
         self.stats = ClientStats()
-        # Concurrent identical deterministic requests (k trials at temperature 0) make one call.
+        # Concurrent calls with one cache key make one call. Inside a rollout the key names the
+        # rollout and the repeat (llm/cache.py), so k trials still make k calls.
         self._inflight: dict[str, asyncio.Lock] = {}
 
     @property
@@ -177,16 +178,19 @@ class LLMClient:
             self._cache = ResponseCache()
         return self._cache if self.config.cache else None
 
-    async def complete(self, req: LLMRequest) -> LLMResult:
+    async def complete(self, req: LLMRequest, *, scope: CallScope | None = None) -> LLMResult:
         """One model call: from the cache when deterministic and cached, else through litellm.
 
+        `scope` (default: the rollout this runs in, `current_scope()`) makes the cache key per
+        rollout and per repeat, so one trial's reply is never served to another trial.
         Raises `ModelError` for a problem the user must fix (no key, unknown model) and
         `LLMCallError` for a call that failed for good."""
         self.stats.requests += 1
         cache = self.cache
         if cache is None or not req.is_deterministic():
             return await self._call_with_retries(req)
-        key = req.cache_key()
+        scope = scope or current_scope()
+        key = scope.cache_key(req.cache_key()) if scope is not None else req.cache_key()
         lock = self._inflight.setdefault(key, asyncio.Lock())
         try:
             async with lock:

@@ -98,11 +98,15 @@ def test_step_limit_stops_a_harness_that_swallows_errors() -> None:
     assert sum(isinstance(e, ToolCallEvent) for e in result.events) == 5
 
 
-def test_token_limit() -> None:
-    result = run_one("hostile", FakeLLM(tokens=30), mode="tokens")  # max_tokens = 100
+def test_token_limit_is_enforced_before_the_call_that_would_exceed_it() -> None:
+    llm = FakeLLM(tokens=30)
+    result = run_one("hostile", llm, mode="tokens")  # max_tokens = 100
     assert result.error == "token_limit"
-    assert "120 tokens" in (result.error_detail or "")
-    assert sum(isinstance(e, LLMCallEvent) for e in result.events) == 4
+    assert "90 tokens used of 100" in (result.error_detail or "")
+    assert len(llm.requests) == 3  # the 4th call was never sent: its prompt alone did not fit
+    assert sum(isinstance(e, LLMCallEvent) for e in result.events) == 3
+    # the last call sent could not answer past the budget: its max_tokens was lowered to what was left
+    assert llm.requests[-1].params["max_tokens"] <= 100 - 60
 
 
 def test_cost_limit() -> None:

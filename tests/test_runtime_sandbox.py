@@ -1,7 +1,8 @@
 """The sandbox holds against a hostile harness: no network, no keys, no files outside its own directory.
 
-These run under real bubblewrap (installed here and in CI); the fallback modes are tested for what
-they promise: `unshare` still cuts the network, `none` still runs harnesses and says it is unsafe.
+These run under real bubblewrap (installed here and in CI; if it cannot run, they fail: they never skip).
+The weaker modes, used only when named, are tested for what they promise: `unshare` still cuts the
+network, `none` still runs harnesses and says it is unsafe; `auto` never falls back to them.
 """
 
 from __future__ import annotations
@@ -16,9 +17,7 @@ from test_runtime_fakes import FakeLLM, Listener, LookupEnv, fixture_version, ta
 from harness_opt.errors import UserError
 from harness_opt.runtime import forkserver, sandbox
 from harness_opt.runtime.broker import HarnessRunner, RolloutResult
-from harness_opt.runtime.sandbox import WARN_FORCED_NONE, bwrap_works, resolve_isolation, unshare_works
-
-needs_bwrap = pytest.mark.skipif(not bwrap_works(), reason="bubblewrap cannot create namespaces here")
+from harness_opt.runtime.sandbox import WARN_FORCED_NONE, SandboxError, resolve_isolation
 
 
 def run_one(name: str, isolation: str = "auto", **inputs: Any) -> tuple[RolloutResult, str]:
@@ -36,12 +35,10 @@ def listener() -> Any:
     server.close()
 
 
-@needs_bwrap
 def test_auto_isolation_is_bubblewrap_without_warning() -> None:
     assert resolve_isolation("auto") == ("bwrap", None)
 
 
-@needs_bwrap
 def test_no_network_inside_bwrap(listener: Listener) -> None:
     result, mode = run_one("hostile", mode="net", port=listener.port)
     assert mode == "bwrap"
@@ -58,7 +55,6 @@ def test_listener_is_reachable_without_isolation(listener: Listener) -> None:
     assert result.output["local"] == "connected"
 
 
-@needs_bwrap
 def test_api_keys_do_not_reach_the_harness(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("OPENAI_API_KEY", "sk-test-should-not-leak")
     result, _ = run_one("hostile", mode="env")
@@ -74,7 +70,6 @@ def test_api_keys_are_scrubbed_even_without_isolation(monkeypatch: pytest.Monkey
     assert result.output["key"] is None
 
 
-@needs_bwrap
 def test_files_outside_the_version_dir_are_invisible(tmp_path: Path, repo_root: Path) -> None:
     secret = tmp_path / "secret.txt"
     secret.write_text("gold answers")
@@ -87,7 +82,6 @@ def test_files_outside_the_version_dir_are_invisible(tmp_path: Path, repo_root: 
     assert result.output["/harness/agent.py"].startswith("read: "), "its own directory stays readable"
 
 
-@needs_bwrap
 def test_scratch_is_writable_and_the_version_dir_is_not() -> None:
     result, _ = run_one("hostile", mode="write")
     assert result.error is None, result.error_detail
@@ -117,7 +111,6 @@ def test_unknown_isolation_is_a_user_error() -> None:
         HarnessRunner(fixture_version("good"), model="fake/model", isolation="docker")
 
 
-@pytest.mark.skipif(not unshare_works(), reason="unshare cannot create namespaces here")
 def test_unshare_mode_cuts_the_network_and_warns(listener: Listener) -> None:
     with pytest.warns(RuntimeWarning, match="unshare"):
         result, mode = run_one("hostile", isolation="unshare", mode="net", port=listener.port)
@@ -126,15 +119,31 @@ def test_unshare_mode_cuts_the_network_and_warns(listener: Listener) -> None:
     assert listener.accepted == 0
 
 
-def test_fallback_chain_when_bwrap_is_missing(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(sandbox, "bwrap_works", lambda: False)
+def test_auto_refuses_rather_than_downgrade_when_bwrap_cannot_run(monkeypatch: pytest.MonkeyPatch) -> None:
+    cause = ("bubblewrap cannot create its namespaces here (bwrap: No permissions)", "allow user namespaces")
+    monkeypatch.setattr(sandbox, "bwrap_problem", lambda: cause)
     monkeypatch.setattr(sandbox, "unshare_works", lambda: True)
-    assert resolve_isolation("auto") == ("unshare", sandbox.WARN_UNSHARE)
-    with pytest.raises(UserError, match="bubblewrap"):
-        resolve_isolation("bwrap")  # asked for by name: an error, never a silent downgrade
-    monkeypatch.setattr(sandbox, "unshare_works", lambda: False)
-    mode, warning = resolve_isolation("auto")
-    assert mode == "none" and warning is not None and "NOT isolated" in warning
+    for requested in ("auto", "bwrap"):
+        with pytest.raises(SandboxError) as err:
+            resolve_isolation(requested)
+        assert "No permissions" in err.value.message  # the cause...
+        assert "allow user namespaces" in err.value.message  # ...its fix...
+        assert "--isolation unshare" in err.value.message  # ...and the explicit way to accept less
+    with pytest.raises(SandboxError):
+        HarnessRunner(fixture_version("good"), model="fake/model")  # so evaluation never starts
+    assert resolve_isolation("unshare") == ("unshare", sandbox.WARN_UNSHARE)  # named: allowed, warned
+    monkeypatch.setenv("HARNESS_OPT_ISOLATION", "unshare")
+    assert resolve_isolation("auto") == ("unshare", sandbox.WARN_UNSHARE)  # named in the environment too
+
+
+def test_missing_bwrap_names_the_install_command(monkeypatch: pytest.MonkeyPatch) -> None:
+    sandbox.bwrap_problem.cache_clear()
+    monkeypatch.setattr(sandbox.shutil, "which", lambda name: None)
+    try:
+        with pytest.raises(SandboxError, match="apt-get install bubblewrap"):
+            resolve_isolation("auto")
+    finally:
+        sandbox.bwrap_problem.cache_clear()
 
 
 def test_a_sandbox_that_cannot_start_fails_rollouts_with_sandbox(monkeypatch: pytest.MonkeyPatch) -> None:
@@ -142,6 +151,13 @@ def test_a_sandbox_that_cannot_start_fails_rollouts_with_sandbox(monkeypatch: py
         return sandbox.LaunchSpec(["false"], None, None, str(paths.version_dir), str(paths.scratch))
 
     monkeypatch.setattr(forkserver, "launch_spec", broken)
-    result, _ = run_one("good", question="q")
-    assert result.error == "sandbox"
-    assert "did not start" in (result.error_detail or "")
+
+    async def go() -> tuple[list[RolloutResult], int]:
+        async with HarnessRunner(fixture_version("good"), model="fake/model") as runner:
+            results = [await runner.run(task(question="q"), LookupEnv(), FakeLLM()) for _ in range(3)]
+            return results, runner.servers_started
+
+    results, started = asyncio.run(go())
+    assert {r.error for r in results} == {"sandbox"}
+    assert all("did not start" in (r.error_detail or "") for r in results)
+    assert started == 1  # the failure is remembered, not rediscovered (60 s) per rollout

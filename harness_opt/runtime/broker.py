@@ -1,16 +1,17 @@
 """The broker: run one harness version on many tasks, each rollout in a sandboxed child of the fork server.
 
 The child (untrusted agent.py) only ever sees the task input and a pipe. Every `ctx.llm`, `ctx.call_tool`,
-`ctx.say`, `ctx.render` and `ctx.log` arrives here as a request: the broker makes the model call with the
-keys the child never sees, runs the tool against the parent-side environment, records the trace event and
-enforces the per-rollout limits. A rollout's failure (timeout, crash, limit) is a `RolloutResult` with an
-error kind, never an exception: the evaluator scores it 0 and carries on.
+`ctx.say` and `ctx.log` arrives here as a request: the broker checks the call's parameters against the
+allowlist, makes the model call with the keys the child never sees, runs the tool against the
+parent-side environment, records the trace event (size-capped) and enforces the per-rollout limits,
+budgets before the call is sent. `ctx.render` never comes here: templates render in the child, under
+its limits. A rollout's failure (timeout, crash, limit) is a `RolloutResult` with an error kind, never
+an exception: the evaluator scores it 0 and carries on.
 """
 
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import inspect
 import itertools
 import os
@@ -24,8 +25,16 @@ from typing import TYPE_CHECKING, Any
 
 from pydantic import BaseModel, Field, ValidationError
 
-from harness_opt.errors import UserError
 from harness_opt.harness.manifest import RolloutLimits
+from harness_opt.llm.params import (
+    MAX_CALL_TOKENS,
+    ParamError,
+    check_params,
+    estimate_tokens,
+    output_cap,
+    token_prices,
+    with_output_cap,
+)
 from harness_opt.llm.types import LLMRequest, LLMResult
 from harness_opt.records import (
     ErrorKind,
@@ -36,9 +45,10 @@ from harness_opt.records import (
     UserTurnEvent,
     utcnow,
 )
+from harness_opt.runtime import payload
 from harness_opt.runtime import zygote as wire
 from harness_opt.runtime.channel import FrameProtocol, to_json_bytes
-from harness_opt.runtime.forkserver import ForkServer, ForkServerDied, ForkServerStartError
+from harness_opt.runtime.forkserver import ForkServer, ForkServerDied, ForkServerStartError, ImportTimeout
 from harness_opt.runtime.sandbox import Isolation, resolve_isolation
 from harness_opt.suites.base import Environment, ToolError
 
@@ -53,7 +63,7 @@ MAX_LOG_EVENTS = 1000
 """ctx.log calls kept per rollout; a harness logging in a loop must not blow up the trace."""
 _EXIT_WAIT_S = 5.0
 _CHILD_ERRORS: dict[str, ErrorKind] = {
-    "crash": "crash", "invalid_output": "invalid_output", "memory": "memory"
+    "crash": "crash", "invalid_output": "invalid_output", "memory": "memory", "sandbox": "sandbox"
 }
 """Final messages of a child that failed on its own, and their error kinds."""
 
@@ -113,8 +123,8 @@ class _Rollout:
         self.tokens = 0
         self.cost = 0.0
         self.logs = 0
-        self.child_done = False
-        """The child sent its final message (it is exiting on its own: nothing to kill)."""
+        self.log_bytes = 0
+        self.logs_dropped = False
 
     def _step(self, what: str) -> None:
         if self.steps >= self.limits.max_steps:
@@ -137,36 +147,83 @@ class _Rollout:
                     proto.send_raw(self._tool(msg))
                 elif op == "say":
                     proto.send_raw(await self._say(msg))
-                elif op == "render":
-                    proto.send_raw(self._render(msg))
                 elif op == "log":
                     self._log(msg)
                 elif op == "result":
-                    self.child_done = True
                     self._stdout(msg)
-                    return msg.get("output"), None, None
+                    return self._output(msg.get("output"))
                 elif op in _CHILD_ERRORS:
-                    self.child_done = True
                     self._stdout(msg)
-                    return None, _CHILD_ERRORS[op], str(msg.get("detail", ""))
+                    return None, _CHILD_ERRORS[op], payload.cut_text(str(msg.get("detail", "")), 20_000)
                 else:
-                    return None, "crash", f"protocol violation: unknown request {op!r}"
+                    return None, "crash", f"protocol violation: unknown request {str(op)[:100]!r}"
             except _Abort as abort:
                 proto.send_raw(to_json_bytes({"ok": False, "fatal": True, "error": abort.detail})[0])
                 return None, abort.kind, abort.detail
 
+    @staticmethod
+    def _output(output: Any) -> tuple[Any, ErrorKind | None, str | None]:
+        """The output as scored, or why it cannot be: too deep for the trace, or too large."""
+        if payload.depth(output) > payload.MAX_DEPTH:
+            deep = f"run() returned a value nested deeper than {payload.MAX_DEPTH} levels"
+            return None, "invalid_output", deep
+        size = payload.json_size(output) or 0
+        if size > payload.OUTPUT_BYTES:
+            large = f"run() returned {size} bytes of JSON (limit {payload.OUTPUT_BYTES})"
+            return None, "invalid_output", large
+        return output, None, None
+
+    def _call_params(self, msg: dict[str, Any]) -> dict[str, Any]:
+        """harness.toml defaults overridden by the call's own, through the allowlist (fatal if refused)."""
+        params = msg.get("params")
+        if params is None:
+            params = {}
+        try:
+            return check_params({**self.runner.model_params, **check_params(params)})
+        except ParamError as exc:
+            raise _Abort("crash", f"ctx.llm: {exc}") from None
+
+    def _within_budget(self, params: dict[str, Any], req: LLMRequest) -> dict[str, Any]:
+        """Refuse a call the rollout's token or dollar budget cannot pay for, and lower its max_tokens so
+        that even its longest answer fits: budgets hold before a call is sent, not after."""
+        prompt = estimate_tokens(req.messages, req.tools)
+        room = self.limits.max_tokens - self.tokens - prompt
+        if room < 1:
+            raise _Abort("token_limit", f"{self.tokens} tokens used of {self.limits.max_tokens}; the next "
+                                        f"call's prompt (~{prompt} tokens, estimated) does not fit")
+        cap = min(MAX_CALL_TOKENS, room)
+        if self.limits.max_cost_usd is not None:
+            prices = token_prices(req.model)
+            if prices is not None:
+                left = self.limits.max_cost_usd - self.cost - prompt * prices[0]
+                if left <= 0 or (prices[1] > 0 and left < prices[1]):
+                    raise _Abort("cost_limit", f"${self.cost:.4f} spent of ${self.limits.max_cost_usd:.4f}; "
+                                               "the next call could not be paid for")
+                if prices[1] > 0:
+                    cap = min(cap, int(left / prices[1]))
+        asked = output_cap(params)
+        if (asked is not None and asked <= cap) or (asked is None and cap >= MAX_CALL_TOKENS):
+            return params
+        return with_output_cap(params, cap)
+
     async def _llm(self, msg: dict[str, Any]) -> bytes:
         self._step("ctx.llm")
-        params = {**self.runner.model_params, **(msg.get("params") or {})}
+        params = self._call_params(msg)
         try:
             req = LLMRequest.model_validate(
                 {"model": self.runner.model, "messages": msg.get("messages"), "tools": msg.get("tools"),
                  "params": params}
             )
-        except ValidationError as exc:
+        except (ValidationError, RecursionError) as exc:
+            if isinstance(exc, RecursionError):
+                return _error_reply("ctx.llm: bad arguments (nested too deeply)")
             first = exc.errors()[0]
             where = ".".join(str(p) for p in first["loc"])
             return _error_reply(f"ctx.llm: bad arguments ({where}: {first['msg']})")
+        if payload.depth([req.messages, req.tools]) > payload.MAX_DEPTH:
+            return _error_reply(f"ctx.llm: messages or tools nested deeper than {payload.MAX_DEPTH} levels")
+        params = self._within_budget(params, req)
+        req = req.model_copy(update={"params": params})
         t0 = time.perf_counter()
         try:
             result = await self.llm(req)
@@ -184,7 +241,7 @@ class _Rollout:
         ))
         self.tokens += result.tokens_in + result.tokens_out
         self.cost += result.cost_usd
-        if self.tokens > self.limits.max_tokens:
+        if self.tokens > self.limits.max_tokens:  # the estimate was too low: stop here all the same
             raise _Abort("token_limit", f"{self.tokens} tokens used, limit {self.limits.max_tokens}")
         if self.limits.max_cost_usd is not None and self.cost > self.limits.max_cost_usd:
             raise _Abort("cost_limit", f"${self.cost:.4f} spent, limit ${self.limits.max_cost_usd:.4f}")
@@ -192,11 +249,11 @@ class _Rollout:
 
     def _tool(self, msg: dict[str, Any]) -> bytes:
         self._step("ctx.call_tool")
-        name = str(msg.get("name"))
+        name = payload.cut_text(str(msg.get("name")), 200)
         args = msg.get("args")
-        if not isinstance(args, dict):
-            args = {"_invalid_args": args}
-            value: Any = {"error": "tool arguments must be a JSON object"}
+        if not isinstance(args, dict) or payload.depth(args) > payload.MAX_DEPTH:
+            args = {"_invalid_args": payload.bounded(args)}
+            value: Any = {"error": f"tool arguments must be a JSON object at most {payload.MAX_DEPTH} deep"}
             error: str | None = value["error"]
             latency = 0.0
         else:
@@ -249,29 +306,33 @@ class _Rollout:
         ))
         return to_json_bytes({"ok": True, "value": reply})[0]
 
-    def _render(self, msg: dict[str, Any]) -> bytes:
-        variables = msg.get("variables") or {}
-        try:
-            text = self.runner.version.render(str(msg.get("template")), **variables)
-        except UserError as exc:  # without `where`: host paths are none of the harness's business
-            return _error_reply(" — fix: ".join(filter(None, [exc.what, exc.fix])))
-        except Exception as exc:  # a jinja error mid-render is still the harness's problem
-            return _error_reply(f"{type(exc).__name__}: {exc}")
-        return to_json_bytes({"ok": True, "value": text})[0]
-
     def _log(self, msg: dict[str, Any]) -> None:
+        """Keep the first MAX_LOG_EVENTS logs and LOG_TOTAL_BYTES of payload, each payload capped."""
         self.logs += 1
-        if self.logs <= MAX_LOG_EVENTS:
-            data = msg.get("data")
-            self.events.append(LogEvent(message=str(msg.get("message", "")),
-                                        data=data if isinstance(data, dict) else {}))
-        elif self.logs == MAX_LOG_EVENTS + 1:
-            self.events.append(LogEvent(message=f"[further ctx.log calls dropped after {MAX_LOG_EVENTS}]"))
+        if self.logs > MAX_LOG_EVENTS or self.log_bytes > payload.LOG_TOTAL_BYTES:
+            if not self.logs_dropped:
+                self.logs_dropped = True
+                self.events.append(LogEvent(message=payload.marker(
+                    f"further ctx.log calls dropped after {self.logs - 1} calls / {self.log_bytes} bytes")))
+            return
+        data = msg.get("data")
+        data = data if isinstance(data, dict) else {}
+        size = payload.json_size(data)
+        if size is None or size > payload.LOG_DATA_BYTES or payload.depth(data) > payload.MAX_DEPTH:
+            data = payload.bounded(data, max_str=4096, max_items=200)
+            size = payload.json_size(data) or 0
+            if size > payload.LOG_DATA_BYTES:
+                why = f"a log payload of {size} bytes (limit {payload.LOG_DATA_BYTES})"
+                data = {"truncated": payload.marker(why)}
+                size = 100
+        message = payload.cut_text(str(msg.get("message", "")), 10_000)
+        self.log_bytes += size + len(message)
+        self.events.append(LogEvent(message=message, data=data))
 
     def _stdout(self, msg: dict[str, Any]) -> None:
         text = msg.get("stdout")
         if text:
-            self.events.append(LogEvent(message="stdout", data={"text": str(text)}))
+            self.events.append(LogEvent(message="stdout", data={"text": payload.cut_text(str(text), 20_000)}))
 
 
 def _error_reply(text: str) -> bytes:
@@ -282,7 +343,7 @@ class HarnessRunner:
     """Runs rollouts of one harness version: one sandboxed fork server, many concurrent rollouts.
 
     Use as `async with HarnessRunner(version, model=...) as runner: await runner.run(task, env, llm)`.
-    `run` never raises for a rollout's failure; the fork server is restarted if it dies.
+    `run` never raises for a rollout's failure; the fork server is restarted if it dies or stops.
     """
 
     def __init__(
@@ -301,17 +362,27 @@ class HarnessRunner:
         mode, warning = resolve_isolation(isolation)
         self.isolation_used: Isolation = mode
         self.warning: str | None = warning
-        """Why the isolation is weaker than bubblewrap, or None. Also emitted as a RuntimeWarning."""
+        """Why the isolation is weaker than bubblewrap with private rollout dirs, or None. Also emitted
+        as a RuntimeWarning."""
         self._slots = asyncio.Semaphore(max(1, concurrency))
         self._server: ForkServer | None = None
         self._server_lock = asyncio.Lock()
         self._ids = itertools.count(1)
         self._closed = False
         self._warned = False
+        self._start_failure: tuple[ErrorKind, str] | None = None
+        self.servers_started = 0
+        """Fork servers this runner started (more than one: one died or stopped and was replaced)."""
+
+    @property
+    def isolation_label(self) -> str:
+        """The isolation as recorded on the run: the mode, and whether rollouts shared their /tmp."""
+        if self._server is not None and not self._server.private_tmp:
+            return f"{self.isolation_used} (rollouts share /tmp)"
+        return self.isolation_used
 
     async def __aenter__(self) -> HarnessRunner:
-        with contextlib.suppress(ForkServerStartError):  # reported per rollout as `sandbox`
-            await self._ensure_server()
+        await self._server_for_rollout()  # a failure is remembered and reported per rollout
         return self
 
     async def __aexit__(self, *exc_info: object) -> None:
@@ -321,7 +392,6 @@ class HarnessRunner:
         self._closed = True
         if self._server is not None:
             await self._server.close()
-            self._server = None
 
     def _init_message(self) -> dict[str, Any]:
         return {
@@ -338,13 +408,17 @@ class HarnessRunner:
                 return self._server
             if self._server is not None:
                 await self._server.close()
-                self._server = None
+            server = ForkServer(self.isolation_used, self._init_message(), self.version.path,
+                                import_timeout_s=max(60.0, self.limits.wall_time_s))
+            self.servers_started += 1
+            await server.start()
+            self._server = server
+            if not server.private_tmp:
+                shared = f"sandbox: rollouts of one evaluation share /tmp ({server.why_shared})"
+                self.warning = f"{self.warning}; {shared}" if self.warning else shared
             if self.warning and not self._warned:
                 self._warned = True
                 warnings.warn(self.warning, RuntimeWarning, stacklevel=3)
-            server = ForkServer(self.isolation_used, self._init_message(), self.version.path)
-            await server.start()
-            self._server = server
             return server
 
     async def run(self, task: Task, env: Environment, llm: LLMFn) -> RolloutResult:
@@ -358,13 +432,23 @@ class HarnessRunner:
             started=started, ended=utcnow(),
         )
 
+    async def _server_for_rollout(self) -> ForkServer | tuple[ErrorKind, str]:
+        if self._start_failure is not None:  # the same version fails to start the same way every time
+            return self._start_failure
+        try:
+            return await self._ensure_server()
+        except ImportTimeout as exc:
+            self._start_failure = ("crash", f"{self.version.manifest.runtime.entrypoint}: {exc}")
+        except ForkServerStartError as exc:
+            self._start_failure = ("sandbox", str(exc))
+        return self._start_failure or ("sandbox", "the sandbox did not start")
+
     async def _run(self, rollout: _Rollout) -> tuple[Any, ErrorKind | None, str | None]:
         if self._closed:
             return None, "sandbox", "the runner is closed"
-        try:
-            server = await self._ensure_server()
-        except ForkServerStartError as exc:
-            return None, "sandbox", str(exc)
+        server = await self._server_for_rollout()
+        if isinstance(server, tuple):
+            return None, server[0], server[1]
         if server.import_error is not None:
             return None, "crash", f"{self.version.manifest.runtime.entrypoint} failed to import:\n" + (
                 server.import_error
@@ -379,7 +463,6 @@ class HarnessRunner:
         finally:
             child_sock.close()
         loop = asyncio.get_running_loop()
-        ended_by_child = False
         try:
             transport, proto = await loop.create_unix_connection(FrameProtocol, sock=parent_sock)
         except BaseException:
@@ -391,25 +474,23 @@ class HarnessRunner:
             wall = self.limits.wall_time_s
             try:
                 async with asyncio.timeout(wall):
-                    output, error, detail = await rollout.serve(proto)
+                    return await rollout.serve(proto)
             except TimeoutError:
+                if server.death is not None:
+                    return None, "sandbox", server.death
                 return None, "timeout", f"wall time limit of {wall:g}s exceeded"
             except EOFError:
-                kind, why = await self._ended_without_result(exit_status, proto)
-                # Only a reaped child is surely gone; one that closed its channel may still be running.
-                ended_by_child = exit_status.done() and not exit_status.cancelled()
+                kind, why = await self._ended_without_result(exit_status, proto, server)
                 return None, kind, why
             except Exception as exc:  # a broker bug must cost one rollout, not the evaluation
                 return None, "crash", f"the broker failed serving this rollout: {type(exc).__name__}: {exc}"
-            ended_by_child = rollout.child_done
-            return output, error, detail
         finally:
             transport.close()
-            if not ended_by_child:  # a limit, a model failure, a timeout or our own cancellation
-                server.kill(rollout_id)
+            # Always: a child that reported may still be running (holding memory, sleeping); it is done.
+            server.kill(rollout_id)
 
     async def _ended_without_result(
-        self, exit_status: asyncio.Future[int], proto: FrameProtocol
+        self, exit_status: asyncio.Future[int], proto: FrameProtocol, server: ForkServer
     ) -> tuple[ErrorKind, str]:
         if proto.error is not None:
             return "crash", proto.error
@@ -418,5 +499,7 @@ class HarnessRunner:
         except ForkServerDied as exc:
             return "sandbox", str(exc)
         except TimeoutError:
+            if server.death is not None:
+                return "sandbox", server.death
             return "crash", "the harness closed its channel without a result"
         return classify_exit(status, self.limits.wall_time_s)

@@ -61,8 +61,8 @@ class FrameProtocol(asyncio.Protocol):
         size = _HEADER.size
         while len(buf) - start >= size:
             (n,) = _HEADER.unpack_from(buf, start)
-            if n > wire.MAX_FRAME:
-                self._violation(f"protocol violation: a {n}-byte frame (limit {wire.MAX_FRAME})")
+            if n > wire.MAX_REQUEST:
+                self._violation(f"protocol violation: a {n}-byte frame (limit {wire.MAX_REQUEST})")
                 return
             if len(buf) - start - size < n:
                 break

@@ -1,12 +1,16 @@
 """Parent side of the fork server: start the sandboxed zygote, ask it to fork rollouts, learn how they end.
 
 One `ForkServer` per HarnessRunner. The control channel is a SOCK_SEQPACKET socket watched with
-`loop.add_reader`, so a rollout costs the parent one datagram out (with the child's socket fd) and one in
-(its exit status) — no thread, no extra process, no per-rollout interpreter start.
+`loop.add_reader`, so a rollout costs the parent two datagrams out (fork with the child's socket fd,
+kill once it is over) and two in (forked, exit status): no thread, no extra process, no per-rollout
+interpreter start. A fork the server does not acknowledge in time means the server is stopped or
+stuck: it is killed (and so are its children), the affected rollouts end with the cause, and the
+runner starts a fresh one.
 """
 
 from __future__ import annotations
 
+import array
 import asyncio
 import contextlib
 import json
@@ -20,34 +24,71 @@ from pathlib import Path
 from typing import Any
 
 from harness_opt.runtime import zygote as wire
-from harness_opt.runtime.sandbox import Isolation, SandboxPaths, launch_spec
+from harness_opt.runtime.sandbox import (
+    ROLLOUT_TMP_BYTES,
+    Isolation,
+    SandboxPaths,
+    launch_spec,
+)
 
 _START_TIMEOUT_S = 60.0
+"""Until the sandbox is up and about to import agent.py."""
+FORK_ACK_TIMEOUT_S = 10.0
+"""A fork the server has not acknowledged by then means it is stopped or stuck."""
 _LOG_TAIL = 2000
+_CREDS = 3 * array.array("i").itemsize
 
 
 class ForkServerDied(Exception):
-    """The zygote exited (killed, out of memory); rollouts in flight end with error `sandbox`."""
+    """The zygote exited, was killed or stopped answering; rollouts in flight end with error `sandbox`."""
 
 
 class ForkServerStartError(Exception):
     """The zygote did not come up; `detail` says why (its stderr tail)."""
 
 
+class ImportTimeout(Exception):
+    """agent.py did not finish importing in time (it is the harness's fault, like an import error)."""
+
+
+def process_state(pid: int) -> str | None:
+    """The kernel's one-letter state of `pid` (R, S, D, T stopped, t traced, Z zombie), or None."""
+    try:
+        with open(f"/proc/{pid}/stat", encoding="ascii", errors="replace") as fh:
+            return fh.read().rsplit(")", 1)[1].split()[0]
+    except (OSError, IndexError):
+        return None
+
+
+_STATES = {"T": "stopped by a signal (SIGSTOP)", "t": "stopped by a debugger", "Z": "dead (zombie)",
+           "D": "blocked in the kernel"}
+
+
 class ForkServer:
     """A running zygote for one harness version, and its control channel."""
 
-    def __init__(self, mode: Isolation, init: dict[str, Any], version_dir: Path) -> None:
+    def __init__(self, mode: Isolation, init: dict[str, Any], version_dir: Path,
+                 import_timeout_s: float = 60.0) -> None:
         self.mode = mode
         self._init = init
         self._version_dir = version_dir
+        self._import_timeout_s = import_timeout_s
         self._root = Path(tempfile.mkdtemp(prefix="harness-opt-sbx-"))
         self._proc: subprocess.Popen[bytes] | None = None
         self._control: socket.socket | None = None
         self._loop: asyncio.AbstractEventLoop | None = None
         self._exits: dict[int, asyncio.Future[int]] = {}
+        self._acks: dict[int, asyncio.TimerHandle] = {}
+        self._importing: asyncio.Future[None] | None = None
         self._ready: asyncio.Future[dict[str, Any]] | None = None
         self._dead = False
+        self.death: str | None = None
+        """Why the server is gone, once it is (shown in the affected rollouts' error detail)."""
+        self.host_pid: int | None = None
+        """The zygote's pid as this process sees it (from its credentials on the ready message)."""
+        self.private_tmp = True
+        """Each rollout gets its own /tmp (False where nested user namespaces are refused)."""
+        self.why_shared = ""
         self.import_error: str | None = None
         """Traceback of agent.py failing to import: every rollout of this version then crashes with it."""
 
@@ -63,10 +104,15 @@ class ForkServer:
         paths = SandboxPaths(self._version_dir, scratch, self._root / "init.json")
         spec = launch_spec(self.mode, paths)
         parent_end, child_end = socket.socketpair(socket.AF_UNIX, socket.SOCK_SEQPACKET)
+        parent_end.setsockopt(socket.SOL_SOCKET, socket.SO_PASSCRED, 1)
         init = {
             **self._init,
             "version_dir": spec.version_dir,
             "scratch": spec.scratch,
+            "private_dirs": spec.private_dirs,
+            "pythonpath": spec.pythonpath,
+            "tmp_bytes": ROLLOUT_TMP_BYTES,
+            "sockets": self.mode == "none",  # 'none' promises no network isolation; nothing to refuse
             "control_fd": child_end.fileno(),
         }
         paths.init_file.write_text(json.dumps(init), encoding="utf-8")
@@ -85,16 +131,30 @@ class ForkServer:
             child_end.close()
         parent_end.setblocking(False)
         self._control = parent_end
+        self._importing = loop.create_future()
         self._ready = loop.create_future()
+        for waiter in (self._importing, self._ready):  # a death before anyone awaits them is expected
+            waiter.add_done_callback(lambda f: f.cancelled() or f.exception())
         loop.add_reader(parent_end.fileno(), self._on_control)
         try:
-            ready = await asyncio.wait_for(asyncio.shield(self._ready), _START_TIMEOUT_S)
+            await asyncio.wait_for(asyncio.shield(self._importing), _START_TIMEOUT_S)
         except (TimeoutError, ForkServerDied):
             await self.close()
-            detail = self.log_tail() or "no output"
+            detail = self.log_tail() or self.death or "no output"
             raise ForkServerStartError(f"the sandbox did not start: {detail}") from None
+        try:
+            ready = await asyncio.wait_for(asyncio.shield(self._ready), self._import_timeout_s)
+        except TimeoutError:
+            await self.close()
+            limit = self._import_timeout_s
+            raise ImportTimeout(f"agent.py did not finish importing within {limit:g}s") from None
+        except ForkServerDied as exc:
+            await self.close()
+            raise ForkServerStartError(f"the sandbox died while importing agent.py: {exc}") from None
         if "error" in ready:
             self.import_error = str(ready["error"])
+        self.private_tmp = bool(ready.get("private_tmp", True))
+        self.why_shared = str(ready.get("why_shared", ""))
 
     def log_tail(self) -> str:
         try:
@@ -103,40 +163,63 @@ class ForkServer:
             return ""
         return text[-_LOG_TAIL:].strip()
 
+    def _recv(self) -> tuple[bytes, int | None]:
+        """One datagram, and the sender's pid when the kernel attached its credentials."""
+        assert self._control is not None
+        data, ancdata, _flags, _addr = self._control.recvmsg(wire.CONTROL_MAX, socket.CMSG_SPACE(_CREDS))
+        for level, kind, payload in ancdata:
+            if level == socket.SOL_SOCKET and kind == socket.SCM_CREDENTIALS and len(payload) >= _CREDS:
+                return data, array.array("i", payload[:_CREDS])[0]
+        return data, None
+
     def _on_control(self) -> None:
         assert self._control is not None
         while True:
             try:
-                data = self._control.recv(wire.CONTROL_MAX)
+                data, pid = self._recv()
             except BlockingIOError:
                 return
             except OSError:
-                data = b""
+                data, pid = b"", None
             if not data:
                 self._on_death()
                 return
             msg = json.loads(data)
             op = msg.get("op")
-            if op == "exit":
+            if op == "forked":
+                handle = self._acks.pop(int(msg["id"]), None)
+                if handle is not None:
+                    handle.cancel()
+            elif op == "exit":
                 fut = self._exits.pop(int(msg["id"]), None)
                 if fut is not None and not fut.done():
                     fut.set_result(int(msg["status"]))
+            elif op == "importing" and self._importing is not None and not self._importing.done():
+                self._importing.set_result(None)
             elif op == "ready" and self._ready is not None and not self._ready.done():
+                self.host_pid = pid
+                # Credentials were needed once; the kernel need not attach them to every exit status.
+                self._control.setsockopt(socket.SOL_SOCKET, socket.SO_PASSCRED, 0)
                 self._ready.set_result(msg)
 
-    def _on_death(self) -> None:
+    def _on_death(self, reason: str | None = None) -> None:
         if self._dead:
             return
         self._dead = True
+        self.death = reason or f"the sandbox process died ({self._exit_text()})"
         if self._loop is not None and self._control is not None:
             self._loop.remove_reader(self._control.fileno())
-        reason = ForkServerDied(f"the sandbox process died ({self._exit_text()})")
+        for handle in self._acks.values():
+            handle.cancel()
+        self._acks.clear()
+        error = ForkServerDied(self.death)
         for fut in self._exits.values():
             if not fut.done():
-                fut.set_exception(reason)
+                fut.set_exception(error)
         self._exits.clear()
-        if self._ready is not None and not self._ready.done():
-            self._ready.set_exception(reason)
+        for waiter in (self._importing, self._ready):
+            if waiter is not None and not waiter.done():
+                waiter.set_exception(error)
 
     def _exit_text(self) -> str:
         code = self._proc.poll() if self._proc is not None else None
@@ -146,10 +229,27 @@ class ForkServer:
             return f"killed by {signal.Signals(-code).name}"
         return f"exit code {code}"
 
+    def _unresponsive(self, rollout_id: int) -> None:
+        """No acknowledgement for a fork: say why (from the kernel's view of the process) and kill it."""
+        self._acks.pop(rollout_id, None)
+        state = process_state(self.host_pid) if self.host_pid else None
+        how = _STATES.get(state or "", f"in state {state}" if state else "unreachable")
+        self.kill_now()
+        self._on_death(
+            f"the fork server stopped answering ({how}); it was killed and is restarted for later rollouts"
+        )
+
+    def kill_now(self) -> None:
+        """SIGKILL the fork server (a stopped one too) and its sandbox; its rollout children die with it."""
+        for pid, killer in ((self.host_pid, os.kill), (self._proc.pid if self._proc else None, os.killpg)):
+            if pid:
+                with contextlib.suppress(OSError):
+                    killer(pid, signal.SIGKILL)
+
     def fork(self, rollout_id: int, fd: int) -> asyncio.Future[int]:
         """Ask the zygote to fork a rollout child talking on `fd`; the future gets its raw wait status."""
         if not self.alive or self._control is None or self._loop is None:
-            raise ForkServerDied("the sandbox is not running")
+            raise ForkServerDied(self.death or "the sandbox is not running")
         fut: asyncio.Future[int] = self._loop.create_future()
         # Exceptions set on futures nobody awaits (a rollout that already has its result) are expected.
         fut.add_done_callback(lambda f: f.cancelled() or f.exception())
@@ -159,12 +259,13 @@ class ForkServer:
             self._send(payload, [fd])
         except OSError as exc:
             self._exits.pop(rollout_id, None)
-            self._on_death()
-            raise ForkServerDied(f"cannot reach the sandbox: {exc}") from exc
+            self._on_death(f"cannot reach the sandbox: {exc}")
+            raise ForkServerDied(self.death or str(exc)) from exc
+        self._acks[rollout_id] = self._loop.call_later(FORK_ACK_TIMEOUT_S, self._unresponsive, rollout_id)
         return fut
 
     def kill(self, rollout_id: int) -> None:
-        """SIGKILL a rollout child's process group (its subprocesses included); a no-op if it is gone."""
+        """SIGKILL a rollout child; a no-op if it is gone. Sent for every rollout once it is over."""
         if self.alive:
             with contextlib.suppress(OSError):
                 self._send(json.dumps({"op": "kill", "id": rollout_id}).encode(), [])
@@ -184,6 +285,9 @@ class ForkServer:
 
     async def close(self) -> None:
         """Stop the zygote (closing the control channel makes it kill its children and exit)."""
+        for handle in self._acks.values():
+            handle.cancel()
+        self._acks.clear()
         if self._control is not None:
             if not self._dead and self._loop is not None:
                 self._loop.remove_reader(self._control.fileno())
@@ -195,11 +299,10 @@ class ForkServer:
             try:
                 await asyncio.to_thread(proc.wait, 5.0)
             except subprocess.TimeoutExpired:
-                with contextlib.suppress(OSError):
-                    os.killpg(proc.pid, signal.SIGKILL)
+                self.kill_now()
                 await asyncio.to_thread(proc.wait)
         for fut in self._exits.values():
             if not fut.done():
-                fut.set_exception(ForkServerDied("the runner was closed"))
+                fut.set_exception(ForkServerDied(self.death or "the runner was closed"))
         self._exits.clear()
         shutil.rmtree(self._root, ignore_errors=True)

@@ -1,33 +1,33 @@
-"""The sandboxed fork server: imports agent.py once, then forks one child per rollout.
+"""The sandboxed fork server: imports agent.py once, then forks one confined child per rollout.
 
 This file runs *inside* the sandbox as a plain script (`python -I zygote.py <init.json>`), so it imports
-only the standard library: no pydantic, litellm or jinja2, and nothing from the harness_opt package
-(whose `__init__` may grow heavy imports). The parent imports it only for the framing helpers and the
-shared constants below, which keeps one definition of the wire format.
+only the standard library, its sibling `confine.py`, and jinja2 (bound read-only into the sandbox, for
+`ctx.render`): no pydantic or litellm, and nothing from the harness_opt package (whose `__init__` may
+grow heavy imports). The parent imports it only for the framing helpers and the shared constants below,
+which keeps one definition of the wire format.
 
 Wire format
 -----------
-* Control channel (parent <-> zygote): a SOCK_SEQPACKET socket; one JSON object per datagram, so
+* Control channel (parent <-> fork server): a SOCK_SEQPACKET socket; one JSON object per datagram, so
   message boundaries and the file descriptors sent with `fork` stay together.
-  parent -> zygote: `{"op": "fork", "id": n}` + one fd (the child's end of a fresh socketpair);
-  `{"op": "kill", "id": n}`. zygote -> parent: `{"op": "ready"}` or `{"op": "ready", "error": tb}`;
-  `{"op": "exit", "id": n, "status": <raw wait status>}`.
+  parent -> server: `{"op": "fork", "id": n}` + one fd (the child's end of a fresh socketpair);
+  `{"op": "kill", "id": n}`. server -> parent: `{"op": "importing"}`, then `{"op": "ready", ...}` or
+  `{"op": "ready", "error": tb}`; `{"op": "forked", "id": n}` as soon as a child exists (a server that
+  stops answering is detected by the missing acknowledgement); `{"op": "exit", "id": n, "status": s}`.
 * Rollout channel (broker <-> rollout child): a SOCK_STREAM socketpair, frames of a 4-byte big-endian
   length then UTF-8 JSON. broker -> child first sends `{"task_id", "input"}`; then the child sends
-  requests (`llm`, `tool`, `say`, `render` get a reply `{"ok": bool, "value"|"error", "fatal"}`; `log`
-  gets none)
-  and finally one of `result`, `invalid_output`, `crash`, `memory`.
+  requests (`llm`, `tool`, `say` get a reply `{"ok": bool, "value"|"error", "fatal"}`; `log` gets
+  none) and finally one of `result`, `invalid_output`, `crash`, `memory`, `sandbox`. Templates render
+  in the child itself (`ctx.render`): under its own time, memory and output limits, never in the parent.
 """
 
 from __future__ import annotations
 
 import contextlib
-import ctypes
 import gc
 import importlib.util
 import json
 import os
-import resource
 import selectors
 import shutil
 import signal
@@ -38,29 +38,32 @@ import threading
 import traceback
 from typing import Any
 
+if __package__:  # imported by the parent for the wire format
+    from harness_opt.runtime import confine
+else:  # run as a script inside the sandbox (-I: the script's directory is not on sys.path)
+    sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+    import confine  # type: ignore[no-redef]
+
 HEADER = struct.Struct(">I")
 MAX_FRAME = 64 * 1024 * 1024
-"""Largest frame either side accepts; a bigger one is a protocol violation (the rollout crashes)."""
+"""Largest frame the child accepts from the broker (task inputs, tool results)."""
+MAX_REQUEST = 8 * 1024 * 1024
+"""Largest frame the broker accepts from a child: a request or a final message (the parent holds it)."""
 CONTROL_MAX = 64 * 1024
 EXIT_MEMORY = 86
 """Exit code of a rollout child that hit MemoryError and could not even report it."""
 EXIT_PROTOCOL = 87
 CAPTURE_LIMIT = 16 * 1024
 """Characters of harness stdout/stderr kept per rollout (the rest is dropped, with a note)."""
-_PR_SET_PDEATHSIG = 1
-MAX_PROCS = 1024
-"""RLIMIT_NPROC of a rollout child: processes + threads of the sandbox's user, so a fork bomb stops here."""
+RENDER_MAX_CHARS = 1_000_000
+"""Longest text `ctx.render` may produce; a template that renders more is an error the harness sees."""
+LOG_MESSAGE_CHARS = 10_000
+MAX_PROCS = confine.MAX_PROCS
 
 
 def encode(msg: Any) -> bytes:
     body = json.dumps(msg, allow_nan=False, separators=(",", ":")).encode()
     return HEADER.pack(len(body)) + body
-
-
-def _set_pdeathsig() -> None:
-    """Die with our parent, so no orphan outlives the broker (bwrap's --die-with-parent does the same)."""
-    with contextlib.suppress(Exception):
-        ctypes.CDLL(None, use_errno=True).prctl(_PR_SET_PDEATHSIG, signal.SIGKILL, 0, 0, 0)
 
 
 class _BoundedText:
@@ -94,8 +97,8 @@ class _BoundedText:
 
 
 class RenderError(Exception):
-    """A request failed in the parent and the harness may carry on: `ctx.render` (missing template,
-    undefined variable), bad `ctx.llm` arguments, `ctx.say` in a suite without a user."""
+    """A request failed and the harness may carry on: `ctx.render` (missing template, undefined
+    variable, too much output), bad `ctx.llm` arguments, `ctx.say` in a suite without a user."""
 
 
 class RolloutAborted(BaseException):
@@ -129,13 +132,86 @@ class _Channel:
         return json.loads(self._exact(n))
 
 
-class SandboxContext:
-    """The AgentContext harness code gets in the sandbox: every call is a request to the parent broker."""
+class Templates:
+    """The version's prompts/*.j2, compiled once in the fork server and rendered by each rollout child.
 
-    def __init__(self, channel: _Channel, task_id: str, tools: list[dict[str, Any]]) -> None:
+    Same semantics as the parent's load-time checks (`harness_opt.harness.checks.template_environment`):
+    a jinja2 ImmutableSandboxedEnvironment with StrictUndefined and no autoescaping.
+    """
+
+    def __init__(self, version_dir: str, tools: list[dict[str, Any]]) -> None:
+        self.tools = tools
+        self.sources: dict[str, str] = {}
+        root = os.path.join(version_dir, "prompts")
+        for folder, dirs, files in os.walk(root):
+            dirs[:] = sorted(d for d in dirs if d != "__pycache__")
+            for name in sorted(files):
+                if name.endswith(".j2"):
+                    path = os.path.join(folder, name)
+                    with open(path, encoding="utf-8") as fh:
+                        self.sources[os.path.relpath(path, root).replace(os.sep, "/")] = fh.read()
+        self.error: str | None = None
+        self.env: Any = None
+        try:
+            from jinja2 import DictLoader, StrictUndefined
+            from jinja2.sandbox import ImmutableSandboxedEnvironment
+        except ImportError as exc:
+            self.error = f"jinja2 is not importable in the sandbox ({exc})"
+            return
+        self.env = ImmutableSandboxedEnvironment(
+            undefined=StrictUndefined, autoescape=False, loader=DictLoader(self.sources)
+        )
+        for name in self.sources:  # compile once here: every rollout child shares the result
+            with contextlib.suppress(Exception):
+                self.env.get_template(name)
+
+    def render(self, template: str, variables: dict[str, Any]) -> str:
+        if self.env is None:
+            raise RenderError(f"ctx.render is unavailable: {self.error}")
+        from jinja2 import TemplateError, TemplateNotFound, UndefinedError
+
+        name = str(template).removeprefix("prompts/")
+        variables.setdefault("tools", self.tools)
+        try:
+            compiled = self.env.get_template(name)
+        except TemplateNotFound:
+            raise RenderError(f"no template {name!r} — fix: use one of {sorted(self.sources)}") from None
+        parts: list[str] = []
+        size = 0
+        try:
+            for chunk in compiled.generate(**variables):
+                size += len(chunk)
+                if size > RENDER_MAX_CHARS:
+                    raise RenderError(
+                        f"rendering {name!r} produced more than {RENDER_MAX_CHARS} characters "
+                        "— fix: bound the loops and the text the template repeats"
+                    )
+                parts.append(chunk)
+        except UndefinedError as exc:
+            raise RenderError(
+                f"rendering failed: {exc.message} — fix: pass the variable to render(), "
+                f"e.g. ctx.render({name!r}, task=task)"
+            ) from None
+        except TemplateError as exc:
+            raise RenderError(
+                f"rendering failed: {type(exc).__name__}: {exc} — fix: fix the template "
+                "(prompts render in a jinja2 sandbox: no private attributes)"
+            ) from None
+        except MemoryError:
+            raise RenderError(f"rendering {name!r} ran out of memory") from None
+        return "".join(parts)
+
+
+class SandboxContext:
+    """The AgentContext harness code gets in the sandbox: every call but `render` is a request to the
+    parent broker; `render` runs here, under this rollout's limits."""
+
+    def __init__(self, channel: _Channel, task_id: str, tools: list[dict[str, Any]],
+                 templates: Templates) -> None:
         self._channel = channel
         self.task_id = task_id
         self._tools = tools
+        self._templates = templates
         self._lock = threading.Lock()  # harness threads must not interleave request and reply
 
     def _request(self, msg: dict[str, Any]) -> Any:
@@ -161,14 +237,16 @@ class SandboxContext:
         return None if reply is None else str(reply)
 
     def render(self, template: str, **variables: Any) -> str:
-        return str(self._request({"op": "render", "template": template, "variables": variables}))
+        return self._templates.render(template, variables)
 
     def log(self, message: str, **data: Any) -> None:
-        msg = {"op": "log", "message": str(message)[:10_000], "data": data}
+        msg = {"op": "log", "message": str(message)[:LOG_MESSAGE_CHARS], "data": data}
         try:
             frame = encode(msg)
         except (TypeError, ValueError, RecursionError):  # a log must never crash the harness
-            frame = encode({**msg, "data": {"repr": repr(data)[:10_000]}})
+            frame = encode({**msg, "data": {"repr": repr(data)[:LOG_MESSAGE_CHARS]}})
+        if len(frame) > MAX_REQUEST:
+            frame = encode({**msg, "data": {"truncated": f"[log data of {len(frame)} bytes dropped]"}})
         with self._lock:
             self._channel.sock.sendall(frame)
 
@@ -181,116 +259,31 @@ def _tail(text: str, limit: int = 4000) -> str:
     return text if len(text) <= limit else "..." + text[-limit:]
 
 
-def _apply_limits(limits: dict[str, Any]) -> None:
-    mem = int(limits["memory_mb"]) * 1024 * 1024
-    cpu = int(float(limits["wall_time_s"])) + 1
-    for res, soft, hard in (
-        (resource.RLIMIT_AS, mem, mem),
-        (resource.RLIMIT_CPU, cpu, cpu + 1),
-        (resource.RLIMIT_FSIZE, 64 * 1024 * 1024, 64 * 1024 * 1024),
-        (resource.RLIMIT_NOFILE, 256, 256),
-        (resource.RLIMIT_CORE, 0, 0),
-        (resource.RLIMIT_NPROC, MAX_PROCS, MAX_PROCS),
-    ):
-        with contextlib.suppress(ValueError, OSError):
-            resource.setrlimit(res, (soft, hard))
-    if _host_root():
-        _forbid_processes()
-
-
-def _host_root() -> bool:
-    """Whether we run as root of the host, for which the kernel ignores RLIMIT_NPROC.
-
-    bwrap started by root maps the sandbox's uid 0 onto host uid 0, so the fork-bomb cap above would
-    not bind; `/proc/self/uid_map` says which host uid we really are.
-    """
-    euid = os.geteuid()
-    try:
-        with open("/proc/self/uid_map", encoding="ascii") as fh:
-            for line in fh:
-                inside, outside, count = (int(x) for x in line.split())
-                if inside <= euid < inside + count:
-                    return outside + (euid - inside) == 0
-    except (OSError, ValueError):
-        pass
-    return euid == 0
-
-
-_SECCOMP_SYSCALLS = {
-    "x86_64": (0xC000003E, {"clone": 56, "fork": 57, "vfork": 58, "clone3": 435}),
-    "aarch64": (0xC00000B7, {"clone": 220, "clone3": 435}),
-}
-_BPF_LD, _BPF_JEQ, _BPF_JGE, _BPF_JSET, _BPF_RET = 0x20, 0x15, 0x35, 0x45, 0x06
-_RET_ALLOW, _RET_ERRNO = 0x7FFF0000, 0x00050000
-_CLONE_THREAD = 0x00010000
-
-
-def _forbid_processes() -> bool:
-    """Seccomp filter: threads may be created, processes may not (fork, vfork, posix_spawn fail EAGAIN).
-
-    The fork-bomb guard for host root, where RLIMIT_NPROC does not apply. clone3 answers ENOSYS so
-    glibc falls back to clone, whose flags the filter can read; foreign-ABI syscalls are refused.
-    Returns False (no filter) on an architecture without a syscall table here.
-    """
-    spec = _SECCOMP_SYSCALLS.get(os.uname().machine)
-    if spec is None:
-        return False
-    arch, nr = spec
-    prog: list[Any] = [("ld", 4), ("jne", arch, "deny"), ("ld", 0), ("jge", 0x40000000, "deny"),
-                       ("jeq", nr["clone3"], "nosys"), ("jeq", nr["clone"], "clone")]
-    prog += [("jeq", nr[name], "again") for name in ("fork", "vfork") if name in nr]
-    prog += [("ret", _RET_ALLOW), "clone", ("ld", 16), ("jset", _CLONE_THREAD, "allow"),
-             "again", ("ret", _RET_ERRNO | 11), "nosys", ("ret", _RET_ERRNO | 38),
-             "deny", ("ret", _RET_ERRNO | 1), "allow", ("ret", _RET_ALLOW)]
-    labels: dict[str, int] = {}
-    code: list[tuple[Any, ...]] = []
-    for item in prog:
-        if isinstance(item, str):
-            labels[item] = len(code)
-        else:
-            code.append(item)
-    jumps = {"jeq": _BPF_JEQ, "jne": _BPF_JEQ, "jge": _BPF_JGE, "jset": _BPF_JSET}
-    raw = bytearray()
-    for i, (op, k, *target) in enumerate(code):
-        if op in ("ld", "ret"):
-            raw += struct.pack("HBBI", _BPF_LD if op == "ld" else _BPF_RET, 0, 0, k)
-            continue
-        off = labels[target[0]] - i - 1
-        jt, jf = (0, off) if op == "jne" else (off, 0)
-        raw += struct.pack("HBBI", jumps[op], jt, jf, k)
-    program = ctypes.create_string_buffer(bytes(raw))
-
-    class _SockFprog(ctypes.Structure):
-        _fields_ = [("len", ctypes.c_ushort), ("filter", ctypes.c_void_p)]
-
-    fprog = _SockFprog(len(code), ctypes.addressof(program))
-    libc = ctypes.CDLL(None, use_errno=True)
-    if libc.prctl(38, 1, 0, 0, 0) != 0:  # PR_SET_NO_NEW_PRIVS, required for an unprivileged filter
-        return False
-    return bool(libc.prctl(22, 2, ctypes.byref(fprog), 0, 0) == 0)  # PR_SET_SECCOMP, MODE_FILTER
-
-
-def _rollout_child(fd: int, workdir: str, init: dict[str, Any], run: Any) -> int:
+def _rollout_child(fd: int, workdir: str, init: dict[str, Any], run: Any, jail: Any, templates: Any) -> int:
     """Body of one forked rollout child; returns the exit code."""
     os.setpgid(0, 0)
-    _set_pdeathsig()
+    confine.set_pdeathsig()
     os.closerange(3, fd)
     os.closerange(fd + 1, 1 << 16)
     null = os.open(os.devnull, os.O_RDWR)
-    for target in (0, 1, 2):  # fds 1/2 are not the protocol, but C code and subprocesses write there
+    for target in (0, 1, 2):  # fds 1/2 are not the protocol, but C code writes there
         os.dup2(null, target)
     os.close(null)
-    captured = _BoundedText()
-    sys.stdout = sys.stderr = captured
-    os.makedirs(workdir, exist_ok=True)
-    os.chdir(workdir)
-    os.environ["HOME"] = workdir
-    os.environ["TMPDIR"] = workdir
-    _apply_limits(init["limits"])
     channel = _Channel(socket.socket(fileno=fd))
     try:
+        jail.enter(workdir)
+        os.chdir(workdir)
+        jail.lock(init["limits"])
+    except Exception as exc:  # never run harness code less confined than promised
+        with contextlib.suppress(Exception):
+            channel.send({"op": "sandbox", "detail": f"per-rollout confinement failed: {exc}"})
+        return 0
+    os.environ["HOME"] = os.environ["TMPDIR"] = workdir
+    captured = _BoundedText()
+    sys.stdout = sys.stderr = captured
+    try:
         task = channel.recv()
-        ctx = SandboxContext(channel, task["task_id"], init["tools"])
+        ctx = SandboxContext(channel, task["task_id"], init["tools"], templates)
         try:
             output = run(task["input"], ctx)
         except RolloutAborted:
@@ -306,6 +299,10 @@ def _rollout_child(fd: int, workdir: str, init: dict[str, Any], run: Any) -> int
             encoded = encode({"op": "result", "output": output, "stdout": captured.text()})
         except (TypeError, ValueError, RecursionError) as exc:
             detail = f"run() returned a {type(output).__name__} that is not JSON-serialisable: {exc}"
+            channel.send({"op": "invalid_output", "detail": detail, "stdout": captured.text()})
+            return 0
+        if len(encoded) > MAX_REQUEST:
+            detail = f"run() returned {len(encoded)} bytes of JSON (limit {MAX_REQUEST})"
             channel.send({"op": "invalid_output", "detail": detail, "stdout": captured.text()})
             return 0
         channel.sock.sendall(encoded)
@@ -329,6 +326,9 @@ class Zygote:
         os.set_blocking(self.wake_w, False)
         os.set_blocking(self.wake_r, False)
         self.run: Any = None
+        self.jail = confine.Confinement(list(init["private_dirs"]), int(init["tmp_bytes"]),
+                                        sockets=bool(init.get("sockets", False)))
+        self.templates: Templates | None = None
 
     def load_agent(self) -> None:
         file_name, _, func = self.init["entrypoint"].partition(":")
@@ -350,7 +350,8 @@ class Zygote:
         self.control.send(json.dumps(msg).encode())
 
     def fork(self, rollout_id: int, fd: int) -> None:
-        workdir = os.path.join(self.init["scratch"], f"r{rollout_id}")
+        workdir = (self.jail.private_dirs[0] if self.jail.private
+                   else os.path.join(self.init["scratch"], f"r{rollout_id}"))
         pid = os.fork()
         if pid == 0:
             code = EXIT_PROTOCOL
@@ -358,12 +359,13 @@ class Zygote:
                 signal.set_wakeup_fd(-1)
                 signal.signal(signal.SIGCHLD, signal.SIG_DFL)
                 signal.signal(signal.SIGTERM, signal.SIG_DFL)
-                code = _rollout_child(fd, workdir, self.init, self.run)
+                code = _rollout_child(fd, workdir, self.init, self.run, self.jail, self.templates)
             finally:
                 os._exit(code)
         os.close(fd)
         self.children[pid] = (rollout_id, workdir)
         self.by_id[rollout_id] = pid
+        self.send({"op": "forked", "id": rollout_id})
 
     def reap(self) -> None:
         while True:
@@ -374,19 +376,17 @@ class Zygote:
             if pid == 0:
                 return
             entry = self.children.pop(pid, None)
-            with contextlib.suppress(OSError):
-                os.killpg(pid, signal.SIGKILL)  # whatever the harness spawned goes with it
             if entry is None:
-                continue  # an orphan re-parented to us (we may be pid 1 of the namespace)
+                continue  # an orphan re-parented to us (we are pid 1 of the sandbox)
             rollout_id, workdir = entry
             self.by_id.pop(rollout_id, None)
-            shutil.rmtree(workdir, ignore_errors=True)
+            if not self.jail.private:
+                shutil.rmtree(workdir, ignore_errors=True)
             self.send({"op": "exit", "id": rollout_id, "status": status})
 
-    def kill_all(self) -> None:
-        for pid in list(self.children):
-            with contextlib.suppress(OSError):
-                os.killpg(pid, signal.SIGKILL)
+    def kill(self, pid: int) -> None:
+        with contextlib.suppress(OSError):
+            os.kill(pid, signal.SIGKILL)
 
     def on_control(self) -> bool:
         try:
@@ -403,8 +403,7 @@ class Zygote:
         elif msg["op"] == "kill":
             pid = self.by_id.get(int(msg["id"]))
             if pid is not None:
-                with contextlib.suppress(OSError):
-                    os.killpg(pid, signal.SIGKILL)
+                self.kill(pid)
         else:
             for extra in fds:
                 os.close(extra)
@@ -427,26 +426,54 @@ class Zygote:
                 elif not self.on_control():
                     alive = False
             self.reap()
-        self.kill_all()
+        for pid in list(self.children):
+            self.kill(pid)
+
+
+def _sweep_import_leftovers() -> None:
+    """As pid 1 of the sandbox, kill every other process: whatever agent.py's import-time code spawned
+    must not live on beside the rollouts (kill(-1) from pid 1 reaches the whole namespace but itself)."""
+    if os.getpid() != 1:
+        return
+    for _ in range(3):
+        with contextlib.suppress(OSError):
+            os.kill(-1, signal.SIGKILL)
+        while True:
+            try:
+                pid, _status = os.waitpid(-1, 0)
+            except ChildProcessError:
+                break
+            if pid == 0:
+                break
 
 
 def main(argv: list[str]) -> int:
     with open(argv[1], encoding="utf-8") as fh:
         init = json.load(fh)
-    _set_pdeathsig()
+    confine.set_pdeathsig()
     os.chdir(init["scratch"])
+    for path in reversed(init.get("pythonpath", [])):
+        sys.path.insert(0, path)
     zygote = Zygote(init)
+    confine.confine_fork_server(sockets=zygote.jail.sockets)
+    zygote.jail.probe()
+    zygote.templates = Templates(init["version_dir"], init["tools"])
+    confine.apply_rlimits({**init["limits"], "wall_time_s": 1e9})  # memory etc.; no CPU cap on a server
+    zygote.send({"op": "importing"})
     # Import-time output of agent.py must not reach our stderr (the broker's log file): bound it.
     real_out, real_err = sys.stdout, sys.stderr
     sys.stdout = sys.stderr = _BoundedText()
     try:
         zygote.load_agent()
     except BaseException as exc:
-        zygote.send({"op": "ready", "error": _tail("".join(traceback.format_exception(exc)))})
+        zygote.send({"op": "ready", "error": _tail("".join(traceback.format_exception(exc))),
+                     "private_tmp": zygote.jail.private, "why_shared": zygote.jail.why_shared})
         return 1
     finally:
         sys.stdout, sys.stderr = real_out, real_err
-    zygote.send({"op": "ready", "pid": os.getpid()})
+    _sweep_import_leftovers()
+    zygote.send({"op": "ready", "pid": os.getpid(), "private_tmp": zygote.jail.private,
+                 "why_shared": zygote.jail.why_shared})
     zygote.serve()
     return 0
 

@@ -79,6 +79,7 @@ EXPECTED_SCHEMA = {
         ("status", "VARCHAR"),
         ("config", "JSON"),
         ("summary", "JSON"),
+        ("isolation", "VARCHAR"),  # m005_run_isolation
     ],
     "versions": [
         ("hash", "VARCHAR"),

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import shlex
+import subprocess
 import sys
 import textwrap
 from pathlib import Path
@@ -10,6 +11,7 @@ from pathlib import Path
 import pytest
 
 from harness_opt.errors import UserError
+from harness_opt.propose import agent_cli
 from harness_opt.propose.agent_cli import AgentCLIProposer, bwrap_path, parse_hypothesis
 from harness_opt.propose.base import HistoryEntry, ProposalInput, Proposer
 from harness_opt.records import RolloutKey, Task, ToolCallEvent, Trace
@@ -20,7 +22,6 @@ FILES = {
     "tools.json": "[]\n",
     "agent.py": "def run(task, ctx):\n    return 'x'\n",
 }
-NEEDS_BWRAP = pytest.mark.skipif(bwrap_path() is None, reason="bubblewrap cannot create a sandbox here")
 
 
 def trace(task_id: str, passed: bool) -> Trace:
@@ -106,7 +107,6 @@ def test_fake_agent_edit_becomes_a_proposal(tmp_path: Path, sandbox: str) -> Non
     assert p.meta["sandbox"] == ("none" if sandbox == "none" else ("bwrap" if bwrap_path() else "none"))
 
 
-@NEEDS_BWRAP
 def test_sandboxed_agent_cannot_read_val_data_or_the_project(tmp_path: Path, repo_root: Path) -> None:
     val = tmp_path / "suite" / "val.jsonl"
     val.parent.mkdir()
@@ -132,7 +132,6 @@ def test_sandboxed_agent_cannot_read_val_data_or_the_project(tmp_path: Path, rep
     assert report.count("blocked") == 3  # the val file, a project file, the project directory
 
 
-@NEEDS_BWRAP
 def test_home_inside_the_sandbox_is_empty(tmp_path: Path) -> None:
     body = """
     (wd / "harness/prompts/system.j2").write_text(repr(sorted(os.listdir(os.environ["HOME"]))))
@@ -204,6 +203,40 @@ def test_each_candidate_is_told_the_mechanisms_already_proposed(tmp_path: Path) 
     out = AgentCLIProposer(command, ro_binds=[script]).propose(make_input(), 2)
     assert [p.mechanism for p in out] == ["m0", "m1"]
     assert out[1].edits == {"agent.py": "# candidate 1\n"}
+
+
+def _venv(where: Path) -> Path:
+    """A venv (no pip: fast) whose python is a symlink out of `where`, like any user's venv."""
+    subprocess.run([sys.executable, "-m", "venv", "--without-pip", "--system-site-packages", str(where)],
+                   check=True, capture_output=True)
+    return where / "bin" / "python"
+
+
+def test_agent_cli_runs_from_a_venv_and_as_a_console_script(tmp_path: Path) -> None:
+    """Finding 7: bwrap could not execvp an interpreter outside system folders (7 tests failed)."""
+    assert bwrap_path() is not None, "bubblewrap must work here: the agent proposer refuses without it"
+    python = _venv(tmp_path / "venv")  # under /tmp, like a CI workspace or a throwaway clone
+    script = tmp_path / "fake_agent.py"
+    script.write_text("import sys\nfrom pathlib import Path\nwd = Path(sys.argv[1])\n"
+                      "(wd / 'harness/prompts/system.j2').write_text(sys.executable)\n"
+                      "(wd / 'HYPOTHESIS.md').write_text('mechanism: venv')\n")
+    console = tmp_path / "venv" / "bin" / "fake-agent"  # an installed CLI: a #! script in the venv
+    console.write_text(f"#!{python}\n" + script.read_text())
+    console.chmod(0o755)
+    for command in (f"{python} {script} {{workdir}}", f"{console} {{workdir}}"):
+        proposer = AgentCLIProposer(command, sandbox="bwrap", ro_binds=[script])
+        out = proposer.propose(make_input(), 1)
+        assert len(out) == 1, proposer.notes
+        assert out[0].meta["sandbox"] == "bwrap" and out[0].mechanism == "venv"
+
+
+def test_auto_refuses_to_run_the_agent_unconfined(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    command, _ = fake_agent(tmp_path, "pass\n")
+    monkeypatch.setattr(agent_cli, "bwrap_path", lambda: None)
+    monkeypatch.setattr(agent_cli, "bwrap_problem", lambda: ("bwrap is missing", "install bubblewrap"))
+    with pytest.raises(UserError, match="bwrap is missing.*sandbox='none'"):
+        AgentCLIProposer(command)
+    assert AgentCLIProposer(command, sandbox="none").bwrap is None  # named: allowed
 
 
 def test_missing_command_is_a_user_error() -> None:

@@ -17,11 +17,12 @@ def register(app: typer.Typer) -> None:
         from harness_opt.ledger import Ledger
 
         rows = Ledger().query(
-            "SELECT run_id, kind, status, started, config, summary FROM runs ORDER BY started DESC LIMIT ?",
+            "SELECT run_id, kind, status, started, config, summary, isolation FROM runs "
+            "ORDER BY started DESC LIMIT ?",
             [limit],
         )
         table = Table(title="Runs")
-        for col in ("run", "kind", "status", "started", "harness", "suite/split", "score"):
+        for col in ("run", "kind", "status", "started", "harness", "suite/split", "score", "sandbox"):
             table.add_column(col)
         for row in rows:
             config = row["config"] if isinstance(row["config"], dict) else json.loads(row["config"] or "{}")
@@ -29,6 +30,7 @@ def register(app: typer.Typer) -> None:
                 row["summary"] if isinstance(row["summary"], dict) else json.loads(row["summary"] or "{}")
             )
             score = summary.get("summary", {}).get("score")
+            sandbox = row["isolation"] or summary.get("isolation") or "-"  # older rows: the summary's
             table.add_row(
                 row["run_id"],
                 row["kind"],
@@ -37,5 +39,6 @@ def register(app: typer.Typer) -> None:
                 str(config.get("harness", "")),
                 f"{config.get('suite', '')}/{config.get('split', '')}",
                 f"{score:.3f}" if isinstance(score, int | float) else "-",
+                sandbox if sandbox in ("bwrap", "-") else f"[yellow]{sandbox}[/]",
             )
         Console().print(table)

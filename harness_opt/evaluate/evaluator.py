@@ -9,6 +9,7 @@ and appended to the ledger as it finishes (so a killed run loses no finished rol
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import secrets
 import time
 from collections.abc import Callable
@@ -29,6 +30,7 @@ from harness_opt.llm.catalog import validate_model
 from harness_opt.llm.client import LLMClient, LLMConfig
 from harness_opt.records import ErrorEvent, OutputEvent, Rollout, RolloutKey, Score, Task, Trace
 from harness_opt.runtime.broker import HarnessRunner, RolloutResult
+from harness_opt.runtime.sandbox import resolve_isolation
 from harness_opt.suites.base import Suite
 from harness_opt.suites.loader import load_suite
 
@@ -166,6 +168,48 @@ async def _score(
         return Score(score=0.0, passed=False, feedback=f"scorer failed: {exc!r}"), "scorer", repr(exc)
 
 
+def _trace(
+    run_id: str, key: RolloutKey, task: Task, result: RolloutResult, score: Score, error: str | None,
+    detail: str | None,
+) -> Trace:
+    events = list(result.events)
+    if result.error:
+        events.append(ErrorEvent(kind=result.error, reason=result.error_detail or ""))
+    else:
+        events.append(OutputEvent(output=result.output))
+    return Trace(
+        run_id=run_id,
+        key=key,
+        task_input=task.input,
+        events=events,
+        output=result.output,
+        score=score.score,
+        passed=score.passed,
+        feedback=score.feedback,
+        error=error,
+        error_detail=detail,
+        started=result.started,
+        ended=result.ended,
+    )
+
+
+def _record(
+    writer: TraceWriter, run_id: str, key: RolloutKey, task: Task, result: RolloutResult, score: Score,
+    error: str | None, detail: str | None,
+) -> Rollout:
+    """Write the rollout's trace line and return its ledger row. Whatever this rollout's data does to
+    the trace (a value pydantic cannot serialise, a gigabyte of logs), it costs this rollout, scored 0
+    with the reason, never the evaluation."""
+    try:
+        trace = _trace(run_id, key, task, result, score, error, detail)
+        return Rollout.from_trace(trace, writer.append(trace))
+    except Exception as exc:
+        why = f"harness-opt could not record this rollout's data: {type(exc).__name__}: {str(exc)[:500]}"
+        bare = result.model_copy(update={"events": [], "output": None, "error": "crash", "error_detail": why})
+        trace = _trace(run_id, key, task, bare, Score(score=0.0, passed=False, feedback=why), "crash", why)
+        return Rollout.from_trace(trace, writer.append(trace))
+
+
 async def evaluate_async(
     harness: HarnessVersion | Path | str,
     suite: Suite | Path | str,
@@ -189,6 +233,7 @@ async def evaluate_async(
         tasks = [t for t in tasks if t.id in wanted]
     if not tasks:
         raise UserError(f"split '{config.split}' of {suite_obj.name} has no tasks")
+    resolve_isolation(config.isolation)  # refuses (SandboxError) before a run row exists
     ledger = ledger or Ledger()
     run_id = run_id or new_run_id(kind)
     ledger.add_version(VersionRow.from_version(version))
@@ -204,6 +249,33 @@ async def evaluate_async(
                 "model": model,
             },
         )
+    try:
+        return await _evaluate_recorded(
+            version, suite_obj, config, model, tasks, ledger, progress, run_id, record_run
+        )
+    except BaseException as exc:  # a run row is never left `running` by a crash this process survives
+        if record_run:
+            stopped = isinstance(exc, KeyboardInterrupt | asyncio.CancelledError)
+            with contextlib.suppress(Exception):
+                row = ledger.query("SELECT status FROM runs WHERE run_id = ?", [run_id])
+                if row and row[0]["status"] == "running":
+                    why = {"error": f"{type(exc).__name__}: {exc}"[:2000]}
+                    ledger.end_run(run_id, "interrupted" if stopped else "failed", why)
+        raise
+
+
+async def _evaluate_recorded(
+    version: HarnessVersion,
+    suite_obj: Suite,
+    config: EvalConfig,
+    model: str,
+    tasks: list[Task],
+    ledger: Ledger,
+    progress: ProgressFn | None,
+    run_id: str,
+    record_run: bool,
+) -> EvalResult:
+    """The evaluation proper, once its run row exists (`evaluate_async` closes the row if this raises)."""
 
     def key_of(task: Task, trial: int) -> RolloutKey:
         return RolloutKey(
@@ -241,7 +313,8 @@ async def evaluate_async(
             async with HarnessRunner(
                 version, model=model, isolation=config.isolation, concurrency=config.concurrency
             ) as runner:
-                isolation = runner.isolation_used
+                isolation = runner.isolation_label
+                await asyncio.to_thread(ledger.record_isolation, run_id, isolation)
                 if getattr(runner, "warning", None):
                     warnings.append(str(runner.warning))
 
@@ -255,26 +328,7 @@ async def evaluate_async(
                         with rollout_scope(key):
                             result = await runner.run(task, env, client.complete)
                             score, error, detail = await _score(suite_obj, task, result, env)
-                    events = list(result.events)
-                    if result.error:
-                        events.append(ErrorEvent(kind=result.error, reason=result.error_detail or ""))
-                    else:
-                        events.append(OutputEvent(output=result.output))
-                    trace = Trace(
-                        run_id=run_id,
-                        key=key,
-                        task_input=task.input,
-                        events=events,
-                        output=result.output,
-                        score=score.score,
-                        passed=score.passed,
-                        feedback=score.feedback,
-                        error=error,
-                        error_detail=detail,
-                        started=result.started,
-                        ended=result.ended,
-                    )
-                    row = Rollout.from_trace(trace, writer.append(trace))
+                    row = _record(writer, run_id, key, task, result, score, error, detail)
                     buffer.add(row)
                     done[key] = row
                     executed.append(row)

@@ -13,7 +13,12 @@ from pathlib import Path
 
 from harness_opt.errors import UserError
 from harness_opt.home import traces_dir
-from harness_opt.records import Trace
+from harness_opt.records import ErrorEvent, LogEvent, Trace
+from harness_opt.runtime.payload import bounded, cut_text, marker
+
+TRACE_LINE_BYTES = 8 * 1024 * 1024
+"""Largest trace line written; a bigger trace has its long texts cut (marked) until it fits."""
+_KEEP_EVENTS = 200
 
 
 def _slug(text: str) -> str:
@@ -37,7 +42,7 @@ class TraceWriter:
 
     def append(self, trace: Trace) -> str:
         """Write one trace line, flushed to the OS, and return its reference for the ledger."""
-        line = trace.model_dump_json().encode() + b"\n"
+        line = trace_line(trace)
         offset = self._fh.tell()
         self._fh.write(line)
         self._fh.flush()
@@ -47,6 +52,54 @@ class TraceWriter:
         self._fh.flush()
         os.fsync(self._fh.fileno())
         self._fh.close()
+
+
+def _serialised(trace: Trace) -> bytes | None:
+    try:
+        line = trace.model_dump_json().encode() + b"\n"
+    except (ValueError, TypeError, RecursionError):  # pydantic's serializer refuses very deep values
+        return None
+    return line if len(line) <= TRACE_LINE_BYTES else None
+
+
+def _cut(trace: Trace, max_str: int, keep: int | None) -> Trace:
+    """The trace with every value bounded (depth, strings of `max_str`), and only the first and last
+    `keep` events when `keep` is set; markers say what went."""
+    events = trace.events
+    if keep is not None and len(events) > 2 * keep:
+        gap = LogEvent(message=marker(f"{len(events) - 2 * keep} events dropped to fit the trace line"))
+        events = [*events[:keep], gap, *events[-keep:]]
+    kept = []
+    for event in events:
+        fields = bounded(dict(event.__dict__), max_str=max_str, max_items=1000)
+        kept.append(type(event).model_validate(fields))
+    return trace.model_copy(update={
+        "events": kept,
+        "task_input": bounded(trace.task_input, max_str=max_str, max_items=1000),
+        "output": bounded(trace.output, max_str=max_str, max_items=1000),
+        "feedback": cut_text(trace.feedback, max_str),
+        "error_detail": cut_text(trace.error_detail, max_str) if trace.error_detail else trace.error_detail,
+    })
+
+
+def trace_line(trace: Trace) -> bytes:
+    """One JSONL line for `trace`, at most TRACE_LINE_BYTES: as is when it fits; else with its long
+    texts cut, then its middle events dropped, then only an error event, each step marked."""
+    line = _serialised(trace)
+    if line is not None:
+        return line
+    for max_str, keep in ((65_536, None), (4096, None), (512, _KEEP_EVENTS), (128, 20)):
+        line = _serialised(_cut(trace, max_str, keep))
+        if line is not None:
+            return line
+    bare = trace.model_copy(update={
+        "events": [ErrorEvent(kind="trace", reason=marker("the trace did not fit in a trace line"))],
+        "task_input": bounded(trace.task_input, max_str=1000, max_items=100),
+        "output": None,
+        "feedback": cut_text(trace.feedback, 1000),
+        "error_detail": cut_text(trace.error_detail or "", 1000) or None,
+    })
+    return bare.model_dump_json().encode() + b"\n"
 
 
 def read_trace(trace_ref: str, root: Path | None = None) -> Trace:

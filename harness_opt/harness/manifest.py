@@ -12,10 +12,11 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
 from harness_opt.errors import HarnessError
 from harness_opt.harness import toml_writer
+from harness_opt.llm.params import ParamError, check_params
 
 
 class HarnessInfo(BaseModel):
@@ -38,6 +39,15 @@ class ModelSettings(BaseModel):
     params: dict[str, Any] = Field(
         default_factory=dict, description="Default call params (temperature, max_tokens, ...)."
     )
+
+    @field_validator("params")
+    @classmethod
+    def _allowlisted(cls, value: dict[str, Any]) -> dict[str, Any]:
+        """Only sampling settings: an endpoint or key here would send the user's key elsewhere."""
+        try:
+            return check_params(value)
+        except ParamError as exc:
+            raise ValueError(f"{exc} (see harness_opt/llm/params.py)") from None
 
 
 class RolloutLimits(BaseModel):

@@ -13,6 +13,7 @@ from typing import Any, Literal
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from harness_opt.errors import HarnessError
+from harness_opt.llm.params import MAX_SCHEMA_DEPTH, json_depth
 
 TOOL_NAME_PATTERN = r"^[a-zA-Z0-9_-]{1,64}$"
 """What OpenAI (and so most litellm providers) accept as a function name."""
@@ -102,6 +103,12 @@ def validate_tools(raw: Any, file: str = "tools.json") -> list[dict[str, Any]]:
                 f"got type {params.get('type')!r}",
                 where=file,
                 fix='wrap the arguments: {"type": "object", "properties": {...}, "required": [...]}',
+            )
+        if json_depth(params, MAX_SCHEMA_DEPTH) > MAX_SCHEMA_DEPTH:
+            raise HarnessError(
+                f"{label}.function.parameters: nested deeper than {MAX_SCHEMA_DEPTH} levels",
+                where=file,
+                fix="flatten the schema",
             )
         problem = _schema_problem(params, f"{label}.function.parameters")
         if problem:

@@ -10,6 +10,8 @@ from __future__ import annotations
 import hashlib
 import json
 import re
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path, PurePosixPath
 from typing import Any
@@ -72,6 +74,20 @@ def content_hash(files: dict[str, bytes], manifest: HarnessManifest) -> str:
     return h.hexdigest()
 
 
+@contextmanager
+def nesting_guard(where: str) -> Iterator[None]:
+    """A file nested deeper than Python's recursion limit (a model can write one) is a load error that
+    names the file, not a RecursionError escaping whoever loads the version."""
+    try:
+        yield
+    except RecursionError:
+        raise HarnessError(
+            "nested too deeply to read (the recursion limit was hit)",
+            where=where,
+            fix="flatten it: a few dozen levels of nesting at most",
+        ) from None
+
+
 def parse_entrypoint(entrypoint: str, where: str) -> tuple[str, str]:
     match = _ENTRYPOINT.match(entrypoint)
     if not match or ".." in PurePosixPath(match["file"]).parts or entrypoint.startswith("/"):
@@ -104,11 +120,13 @@ class HarnessVersion:
                 where=str(path),
                 fix="pass a directory like harnesses/<agent>/v0001 or a spec like <agent>@v1",
             )
-        manifest = load_manifest(root / MANIFEST_FILE)
+        with nesting_guard(str(root / MANIFEST_FILE)):
+            manifest = load_manifest(root / MANIFEST_FILE)
         entry_file, entry_function = parse_entrypoint(manifest.runtime.entrypoint, str(root / MANIFEST_FILE))
         files = read_files(root)
 
-        tools = load_tools(root / TOOLS_FILE)
+        with nesting_guard(str(root / TOOLS_FILE)):
+            tools = load_tools(root / TOOLS_FILE)
 
         env = checks.template_environment()
         templates: dict[str, str] = {}
@@ -116,7 +134,8 @@ class HarnessVersion:
         for rel in files:
             if rel.startswith(f"{PROMPTS_DIR}/") and rel.endswith(TEMPLATE_SUFFIX):
                 source = checks.read_text(root / rel, str(root / rel))
-                checks.check_template(env, source, str(root / rel), declared)
+                with nesting_guard(str(root / rel)):
+                    checks.check_template(env, source, str(root / rel), declared)
                 templates[rel.removeprefix(f"{PROMPTS_DIR}/")] = source
         env.loader = DictLoader(templates)
 
@@ -129,15 +148,18 @@ class HarnessVersion:
         for rel in files:
             if rel.endswith(".py"):
                 shown = str(root / rel)
-                tree = checks.check_python(checks.read_text(root / rel, shown), shown)
+                with nesting_guard(shown):
+                    tree = checks.check_python(checks.read_text(root / rel, shown), shown)
                 if rel == entry_file:
                     checks.check_entrypoint(tree, shown, entry_function)
 
+        with nesting_guard(str(root / MANIFEST_FILE)):
+            digest = content_hash(files, manifest)
         return cls(
             path=root,
             manifest=manifest,
             tools=tools,
-            hash=content_hash(files, manifest),
+            hash=digest,
             _files=files,
             _env=env,
         )

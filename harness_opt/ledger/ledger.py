@@ -137,6 +137,15 @@ class Ledger:
                 fix="call start_run first (or check the run id)",
             )
 
+    def record_isolation(self, run_id: str, isolation: str) -> None:
+        """Note the sandbox a run's harness code ran in; a run that used several keeps them all."""
+        with self._write() as con:
+            con.execute(
+                "UPDATE runs SET isolation = CASE WHEN isolation IS NULL OR isolation = ? THEN ? "
+                "WHEN contains(isolation, ?) THEN isolation ELSE isolation || '; ' || ? END WHERE run_id = ?",
+                [isolation, isolation, isolation, isolation, run_id],
+            )
+
     def add_rollouts(self, rows: Sequence[Rollout]) -> None:
         """Append rollouts in one transaction; they are on disk when this returns."""
         if not rows:

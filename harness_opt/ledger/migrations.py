@@ -114,11 +114,18 @@ CREATE TABLE scans (
 CREATE INDEX scans_by_version ON scans (version_hash);
 """
 
+# The sandbox a run's harness code actually ran in ("bwrap", or a weaker mode the user named), so `runs`,
+# `leaderboard`, `report` and `doctor` can say how far a result's containment can be trusted.
+_M005_RUN_ISOLATION = """
+ALTER TABLE runs ADD COLUMN isolation VARCHAR;
+"""
+
 MIGRATIONS: list[Migration] = [
     ("m001_tables", _M001_TABLES),
     ("m002_indexes", _M002_INDEXES),
     ("m003_user_sim", _M003_USER_SIM),
     ("m004_scans", _M004_SCANS),
+    ("m005_run_isolation", _M005_RUN_ISOLATION),
 ]
 
 

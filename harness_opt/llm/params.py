@@ -22,7 +22,8 @@ MAX_CALL_TOKENS = 32_768
 _MAX_STOP = 4
 _MAX_STOP_CHARS = 256
 _MAX_SCHEMA_BYTES = 64 * 1024
-_MAX_SCHEMA_DEPTH = 32
+MAX_SCHEMA_DEPTH = 32
+"""Deepest JSON a harness may hand the provider as a schema (response_format, tools.json)."""
 _MAX_LOGIT_BIAS = 300
 
 
@@ -77,7 +78,7 @@ def _stop(name: str, value: Any) -> Any:
     return value
 
 
-def _depth(value: Any, limit: int) -> int:
+def json_depth(value: Any, limit: int) -> int:
     """Nesting depth of a JSON value, stopping early past `limit` (no recursion: a hostile value
     must not be able to raise RecursionError here)."""
     deepest = 0
@@ -95,8 +96,8 @@ def _depth(value: Any, limit: int) -> int:
 
 
 def _json_value(name: str, value: Any) -> None:
-    if _depth(value, _MAX_SCHEMA_DEPTH) > _MAX_SCHEMA_DEPTH:
-        raise ParamError(name, f"is nested deeper than {_MAX_SCHEMA_DEPTH} levels")
+    if json_depth(value, MAX_SCHEMA_DEPTH) > MAX_SCHEMA_DEPTH:
+        raise ParamError(name, f"is nested deeper than {MAX_SCHEMA_DEPTH} levels")
     try:
         size = len(json.dumps(value))
     except (TypeError, ValueError) as exc:

@@ -5,8 +5,10 @@ traces as JSONL and as readable markdown), `train_tasks.jsonl`, `history.md` and
 The command runs under bubblewrap with the system directories read-only, the work dir read-write and
 an empty home, so the project, the suite data and the val/test splits are not even visible to it.
 The network stays on, because a coding-agent CLI must reach its model API: the agent could therefore
-send what it reads somewhere, but what it can read is train-only. Without bubblewrap it runs as a plain
-subprocess in the work dir, with a warning that filesystem isolation is missing.
+send what it reads somewhere, but what it can read is train-only. The sandbox is the runtime's own
+builder (`runtime.sandbox.bwrap_command`), binding what the agent CLI needs to run: its executable's
+install tree and, for a script, its interpreter's, read-only. Without bubblewrap, `sandbox="auto"`
+refuses; `sandbox="none"` (named) runs the command as a plain subprocess in the work dir.
 """
 
 from __future__ import annotations
@@ -29,6 +31,7 @@ from harness_opt.errors import UserError
 from harness_opt.propose.base import Proposal, ProposalInput
 from harness_opt.propose.evidence import render_files, render_history, render_trace
 from harness_opt.propose.llm import clean_path, restrict_edits
+from harness_opt.runtime.sandbox import BwrapSpec, bwrap_command, bwrap_problem, bwrap_works, install_trees
 
 log = logging.getLogger(__name__)
 
@@ -57,8 +60,8 @@ DEFAULT_PASS_ENV: tuple[str, ...] = (
 )
 """Environment names (fnmatch globs) the agent process inherits; nothing else of ours reaches it."""
 
-SYSTEM_RO_DIRS = ("/usr", "/bin", "/sbin", "/lib", "/lib32", "/lib64", "/etc", "/run/systemd/resolve")
-"""What any CLI needs to start and reach the network (DNS, CA certificates). No /home, /root, /work."""
+AGENT_TMP_BYTES = 1024 * 1024 * 1024
+AGENT_SHM_BYTES = 64 * 1024 * 1024
 
 HYPOTHESIS_FILE = "HYPOTHESIS.md"
 OUTPUT_TAIL_CHARS = 4_000
@@ -94,15 +97,7 @@ held-out tasks like these: fix the general cause, do not hard-code answers. Then
 @cache
 def bwrap_path() -> str | None:
     """The bubblewrap binary if it can actually create a sandbox here (user namespaces may be off)."""
-    path = shutil.which("bwrap")
-    if path is None:
-        return None
-    probe = [path, "--ro-bind", "/", "/", "--unshare-all", "--share-net", "--die-with-parent", "true"]
-    try:
-        ok = subprocess.run(probe, capture_output=True, timeout=10).returncode == 0
-    except (OSError, subprocess.TimeoutExpired):
-        ok = False
-    return path if ok else None
+    return shutil.which("bwrap") if bwrap_works() else None
 
 
 def _clean_env(pass_env: Sequence[str], home: Path) -> dict[str, str]:
@@ -112,43 +107,25 @@ def _clean_env(pass_env: Sequence[str], home: Path) -> dict[str, str]:
     return env
 
 
-def _install_prefix(executable: Path, project: Path) -> Path:
-    """What to bind so the command runs: `<prefix>/bin/x` -> <prefix> (its libraries), else the file.
-
-    Never a directory that holds the project (and so the suite data), such as a checkout-local script.
-    """
-    real = executable.resolve()
-    prefix = real.parent.parent if real.parent.name == "bin" else real
-    if prefix == Path("/") or project == prefix or project.is_relative_to(prefix):
-        return real
-    return prefix
-
-
-def bwrap_argv(
-    bwrap: str, argv: list[str], workdir: Path, ro_binds: Sequence[Path], rw_binds: Sequence[Path]
+def agent_sandbox(
+    argv: list[str], workdir: Path, ro_binds: Sequence[Path], rw_binds: Sequence[Path]
 ) -> list[str]:
-    """The sandbox: system dirs read-only, empty /tmp and home, the work dir read-write, network on."""
-    cmd = [
-        bwrap,
-        "--unshare-all",
-        "--share-net",
-        "--die-with-parent",
-        "--new-session",
-        "--proc",
-        "/proc",
-        "--dev",
-        "/dev",
-        "--tmpfs",
-        "/tmp",
-    ]
-    for d in SYSTEM_RO_DIRS:
-        cmd += ["--ro-bind-try", d, d]
-    for p in ro_binds:
-        cmd += ["--ro-bind", str(p), str(p)]
-    for p in rw_binds:
-        cmd += ["--bind", str(p), str(p)]
-    cmd += ["--bind", str(workdir), str(workdir), "--chdir", str(workdir), "--", *argv]
-    return cmd
+    """The agent's bubblewrap command: system dirs and /etc read-only (DNS, CA certificates), empty
+    /tmp and home, `ro_binds` (the CLI's install trees, extra config), the work dir read-write, network
+    on. The caller's environment (already reduced to the pass-through list) reaches the agent as is."""
+    spec = BwrapSpec(
+        ro_binds=[(str(p), str(p)) for p in ro_binds],
+        rw_binds=[*((str(p), str(p)) for p in rw_binds), (str(workdir), str(workdir))],
+        chdir=str(workdir),
+        tmp_bytes=AGENT_TMP_BYTES,
+        shm_bytes=AGENT_SHM_BYTES,
+        share_net=True,
+        uid=None,
+        etc="all",
+        python=False,
+        clear_env=False,
+    )
+    return bwrap_command(spec, argv)
 
 
 def parse_hypothesis(text: str) -> tuple[str, str]:
@@ -225,18 +202,16 @@ class AgentCLIProposer:
         self.keep_workdir = keep_workdir
         if sandbox == "none":
             self.bwrap: str | None = None
+            log.warning("agent proposer: sandbox='none': the agent command runs WITHOUT filesystem "
+                        "isolation and could read val/test data")
         else:
             self.bwrap = bwrap_path()
-            if self.bwrap is None and sandbox == "bwrap":
-                raise UserError(
-                    "bubblewrap is not usable here",
-                    where="sandbox='bwrap'",
-                    fix="install bubblewrap (apt install bubblewrap) or use sandbox='auto'",
-                )
             if self.bwrap is None:
-                log.warning(
-                    "agent proposer: bubblewrap is not usable; the agent command runs WITHOUT "
-                    "filesystem isolation and could read val/test data"
+                cause, fix = bwrap_problem() or ("bubblewrap is not usable here", "install bubblewrap")
+                raise UserError(
+                    f"the agent proposer runs its command in a bubblewrap sandbox, and {cause}",
+                    where=f"sandbox={sandbox!r}",
+                    fix=f"{fix}; or pass sandbox='none' to run it unconfined (it could read val/test data)",
                 )
         self.notes: list[str] = []
         """Why the last `propose` returned fewer than `n` proposals."""
@@ -324,8 +299,8 @@ class AgentCLIProposer:
         argv[0] = str(self.executable)
         if self.bwrap is None:
             return argv
-        ro = [_install_prefix(self.executable, self.project_dir), *self.ro_binds]
-        return bwrap_argv(self.bwrap, argv, workdir, ro, self.rw_binds)
+        ro = [*install_trees(self.executable, never=[self.project_dir, Path.home()]), *self.ro_binds]
+        return agent_sandbox(argv, workdir, ro, self.rw_binds)
 
     def _run(self, argv: list[str], workdir: Path) -> tuple[int | None, str, float]:
         """Run to completion or timeout (the whole process group is killed); (rc or None, output, s)."""

@@ -46,6 +46,9 @@ class LeaderboardRow(BaseModel):
     proposer: str = ""
     parent: str = Field(default="", description="The parent's label ('' for a seed).")
     hypothesis: str = ""
+    isolation: str = Field(
+        default="", description="The sandbox its rollouts ran in: bwrap, or a weaker mode a user named."
+    )
     incumbent: bool = False
     pareto: bool = False
 
@@ -88,12 +91,26 @@ def pareto_set(points: list[tuple[float, float]]) -> list[bool]:
     return out
 
 
+def isolation_by_version(ledger: Ledger, suite: str, split: str) -> dict[str, str]:
+    """Per version, the sandbox(es) of the runs that produced its rollouts on `suite`/`split` (runs
+    recorded before the `isolation` column say what their summary said, or 'unknown')."""
+    rows = ledger.query(
+        "SELECT r.version_hash AS h, string_agg(DISTINCT coalesce(runs.isolation, "
+        "json_extract_string(runs.summary, '$.isolation'), 'unknown'), '; ') AS iso "
+        "FROM (SELECT DISTINCT version_hash, run_id FROM rollouts WHERE suite = ? AND split = ?) r "
+        "LEFT JOIN runs ON runs.run_id = r.run_id GROUP BY r.version_hash",
+        [suite, split],
+    )
+    return {row["h"]: row["iso"] or "unknown" for row in rows}
+
+
 def board(
     ledger: Ledger, suite: str, split: str, *, model: str | None = None, run_id: str | None = None
 ) -> Leaderboard:
     """The leaderboard of one suite (by name) and split."""
     aggregates = version_aggregates(ledger, suite, split, model=model)
     infos = version_infos(ledger)
+    sandboxes = isolation_by_version(ledger, suite, split)
     rows: list[LeaderboardRow] = []
     for agg in aggregates:
         info = infos.get(agg.version_hash)
@@ -116,6 +133,7 @@ def board(
                 proposer=(info.proposer or "") if info else "",
                 parent=parent.label if parent else (info.parent[:12] if info and info.parent else ""),
                 hypothesis=(info.hypothesis or "") if info else "",
+                isolation=sandboxes.get(agg.version_hash, "unknown"),
             )
         )
     rows.sort(key=lambda r: (-r.score, r.cost_per_task, r.label, r.model))

@@ -38,6 +38,19 @@ from harness_opt.report.html_diff import diff_html, highlight_css
 from harness_opt.report.leaderboard import Leaderboard, board
 from harness_opt.report.scope import ResolvedVersion, suite_name
 
+_SCRIPT_ESCAPES = str.maketrans({"<": "\\u003c", ">": "\\u003e", "&": "\\u0026",
+                                 "\u2028": "\\u2028", "\u2029": "\\u2029"})
+
+
+def script_json(value: Any) -> str:
+    """JSON that is inert inside `<script type="application/json">`, whatever text a model wrote.
+
+    `</script>` would end the element and `<!--<script>` sends the HTML tokenizer into a state where
+    the page's own script is swallowed; escaping every `<`, `>` and `&` (and U+2028/2029, line breaks
+    to some JavaScript parsers) as `\\uXXXX` keeps the JSON identical for JSON.parse and markup-free.
+    """
+    return json.dumps(value, default=str).translate(_SCRIPT_ESCAPES)
+
 
 def _asset(name: str) -> str:
     return (resources.files("harness_opt.report") / "assets" / name).read_text(encoding="utf-8")
@@ -205,7 +218,7 @@ def report(
         title=f"harness-opt report · {name}/{split}",
         css=_asset("report.css") + highlight_css(),
         js=_asset("report.js"),
-        data=json.dumps(data, default=str).replace("</", "<\\/"),
+        data=script_json(data),
         progress=progress,
         lb=lb,
         d=data,

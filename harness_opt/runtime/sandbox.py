@@ -130,6 +130,9 @@ class BwrapSpec:
     etc: Literal["minimal", "all"] = "minimal"
     python: bool = True
     """Bind the running interpreter's install trees (the fork server is this Python)."""
+    clear_env: bool = True
+    """Start from an empty environment (then only `env`); False passes bwrap's own environment on,
+    for a caller whose environment holds keys that must not appear on a command line."""
 
 
 @functools.cache
@@ -153,8 +156,10 @@ def bwrap_command(spec: BwrapSpec, argv: Sequence[str]) -> list[str]:
     are dropped: bwrap started by root otherwise leaves the sandbox's root with every capability of
     its user namespace, enough to remount a read-only bind (the version dir, /usr) read-write.
     """
-    cmd = ["bwrap", "--unshare-all", "--unshare-user", "--cap-drop", "ALL",
-           "--die-with-parent", "--new-session", "--clearenv"]
+    cmd = ["bwrap", "--unshare-all", "--unshare-user", "--cap-drop", "ALL"]
+    cmd += ["--die-with-parent", "--new-session"]
+    if spec.clear_env:
+        cmd.append("--clearenv")
     if spec.share_net:
         cmd.append("--share-net")
     if spec.uid is not None:
@@ -191,6 +196,51 @@ def bwrap_command(spec: BwrapSpec, argv: Sequence[str]) -> list[str]:
     for key, value in spec.env.items():
         cmd += ["--setenv", key, value]
     return [*cmd, "--chdir", spec.chdir, "--", *argv]
+
+
+def _interpreter(script: Path) -> Path | None:
+    """The program a `#!` script runs (`#!/usr/bin/env node` -> node on PATH), or None."""
+    try:
+        with open(script, "rb") as fh:
+            head = fh.readline(512)
+    except OSError:
+        return None
+    if not head.startswith(b"#!"):
+        return None
+    words = head[2:].decode(errors="replace").split()
+    if not words:
+        return None
+    if Path(words[0]).name == "env":
+        words = [w for w in words[1:] if not w.startswith("-") and "=" not in w]
+        found = shutil.which(words[0]) if words else None
+        return Path(found) if found else None
+    return Path(words[0])
+
+
+def install_trees(executable: Path, never: Sequence[Path] = ()) -> list[Path]:
+    """What must be visible for `executable` to run: the install tree (`<prefix>` of `<prefix>/bin/x`,
+    else the file itself) of every hop of its symlink chain, and the same for the interpreter of a
+    `#!` script (a venv's console script, a node CLI under ~/.nvm). A tree that would contain `/` or
+    one of `never` (the project, its data) is narrowed to the file itself."""
+    out: list[Path] = []
+    pending = [Path(os.path.abspath(executable))]
+    seen: set[Path] = set()
+    while pending and len(seen) < 40:
+        path = pending.pop()
+        if path in seen:
+            continue
+        seen.add(path)
+        tree = path.parent.parent if path.parent.name == "bin" else path
+        if tree == Path("/") or any(_covers(tree, n) for n in never):
+            tree = path
+        out.append(tree)
+        if path.is_symlink():
+            pending.append(Path(os.path.abspath(path.parent / os.readlink(path))))
+        elif path.is_file():
+            interpreter = _interpreter(path)
+            if interpreter is not None:
+                pending.append(Path(os.path.abspath(interpreter)))
+    return _dedupe([p for p in out if p.exists()])
 
 
 def minimal_env(home: str) -> dict[str, str]:

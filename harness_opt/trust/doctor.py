@@ -140,18 +140,47 @@ def _check_scorer(report: CheckReport, suite: Any) -> None:
         report.add("PASS", "scorer", f"deterministic: {len(tasks) * 3} rollouts scored twice, same verdicts")
 
 
-def _check_sandbox(report: CheckReport, isolation: str) -> None:
+def _check_sandbox(report: CheckReport, isolation: str, harness: Any | None) -> None:
+    """FAIL when harness code could not run under bubblewrap (evaluation refuses then); WARN for a weaker
+    mode the user named; PASS naming the isolation a run will actually record."""
     from harness_opt.runtime.sandbox import resolve_isolation
 
     try:
         mode, warning = resolve_isolation(isolation)
     except UserError as exc:
-        report.add("FAIL", "sandbox", exc.what, exc.fix or "")
+        report.add("FAIL", "sandbox", f"isolation: none usable — {exc.what}", exc.fix or "")
         return
     if warning:
-        report.add("WARN", "sandbox", f"isolation '{mode}': {warning}", "install bubblewrap")
-    else:
-        report.add("PASS", "sandbox", "bubblewrap: no network, own filesystem view, no keys in the sandbox")
+        report.add("WARN", "sandbox", f"isolation used: {mode} — {warning}",
+                   "use --isolation auto (bubblewrap) for untrusted harnesses")
+        return
+    label = _sandbox_label(harness, isolation) if harness is not None else mode
+    if label != mode:
+        report.add("WARN", "sandbox", f"isolation used: {label}",
+                   "allow nested user namespaces so each rollout gets its own /tmp")
+        return
+    report.add("PASS", "sandbox", f"isolation used: {label} (no network, own filesystem view, no keys, "
+                                  "no capabilities; each rollout its own /tmp, seccomp-filtered)")
+
+
+def _sandbox_label(harness: Any, isolation: str) -> str:
+    """Start the harness's fork server once: the label a run records (it says if /tmp is shared)."""
+    from harness_opt.runtime.broker import HarnessRunner
+
+    async def probe() -> str:
+        async with HarnessRunner(harness, model="doctor/none", isolation=isolation, concurrency=1) as runner:
+            return runner.isolation_label
+
+    try:
+        asyncio.get_running_loop()
+    except RuntimeError:
+        pass
+    else:  # called from async code (the optimize pre-flight): its own evaluations record the label
+        return "bwrap"
+    try:
+        return asyncio.run(probe())
+    except Exception:  # a harness that cannot start is reported by the checks that evaluate it
+        return "bwrap"
 
 
 def _check_model(report: CheckReport, model: str | None) -> bool:
@@ -290,7 +319,7 @@ def doctor(
     if splits_ok:
         _check_sealed(report, suite, harness)
         _check_scorer(report, suite)
-    _check_sandbox(report, isolation)
+    _check_sandbox(report, isolation, harness)
     model = model or (harness.manifest.model.name if harness is not None else None)
     model_ok = _check_model(report, model)
     _check_budget(report, budget)

@@ -62,7 +62,10 @@
     if (a === b) { body.innerHTML = "<p class='muted'>Pick two different versions.</p>"; return; }
     const fwd = D.diffs[a + "|" + b], rev = D.diffs[b + "|" + a];
     if (fwd) body.innerHTML = fwd;
-    else if (rev) body.innerHTML = "<p class='muted'>Shown as " + label(b) + " → " + label(a) + " (the older version first).</p>" + rev;
+    else if (rev) {  // labels come from harness.toml, which a proposer may write: text, never markup
+      body.innerHTML = rev;
+      body.prepend(el("p", "muted", "Shown as " + label(b) + " → " + label(a) + " (the older version first)."));
+    }
     else body.innerHTML = "<p class='warn'>This pair is not embedded in the report; run <code>harness-opt diff</code>.</p>";
     body.querySelectorAll("a.trace-link").forEach((a) =>
       a.addEventListener("click", (ev) => { ev.preventDefault(); openTrace(a.dataset.ref); }));

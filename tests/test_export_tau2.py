@@ -1,14 +1,20 @@
-"""The τ² leaderboard bundle: submission.json and trajectories, their validation, and the CLI.
+"""`harness-opt export --format tau2` end to end: the seed τ²-retail harness, in the sandbox, on all 114
+retail tasks with 4 trials, the agent model replaying gold actions, a scripted customer and a scripted
+NL judge. The bundle must pass our validator (which checks what τ²'s does); its records must be τ²'s
+(ToolSignature tool_defs, raw task records, τ²'s ends and max_errors, unrounded pass^k); its rewards
+must include the judge's verdicts; and 4 trials must have made 4 separate customer and judge calls.
 
-Rollouts come from the chatty fixture suite (a simulated user, one tool, a communicate check), run by
-the seed τ²-retail agent loop with scripted models, so every figure in the bundle is traceable.
+Some rollouts fail on purpose, varying by trial: for every fifth task the agent leaves out the write
+action on the customer's odd visits (2 of 4 trials fail: pass^2 averages sixths), and the judge finds
+an assertion unmet on its first judgement of every seventh task (1 of 4 trials fails).
 """
 
 from __future__ import annotations
 
 import json
-import re
-from datetime import date
+import os
+from collections import Counter
+from datetime import UTC, date, datetime
 from pathlib import Path
 from typing import Any
 
@@ -16,154 +22,151 @@ import pytest
 import typer
 from typer.testing import CliRunner
 
-from harness_opt.export import (
-    ExportConfig,
-    ExportError,
-    Submission,
-    Submitter,
-    Tau2Results,
-    export_tau2,
-    validate_bundle,
-)
-from harness_opt.export.tau2 import reward_info
-from harness_opt.records import Rollout
+from harness_opt.evaluate.passk import pass_k_table
+from harness_opt.export import ExportConfig, ExportError, Submitter, export_tau2, validate_bundle
+from harness_opt.export.tau2_metrics import compute_metrics
+from harness_opt.export.tau2_models import Results
+from harness_opt.export.tau2_validate import load_task_set
+from harness_opt.ledger import Ledger
 from harness_opt.suites.loader import load_suite
 from harness_opt.testing import scripted_model
-from tests.test_say import CHATTY, customer, make_version
+from tests.support import tau2_scripts
 
+pytestmark = pytest.mark.slow  # 456 sandboxed rollouts: about a minute on two cores
+
+REPO = Path(__file__).resolve().parents[1]
+SUITE_DIR = REPO / "tasks" / "tau2-retail"
+SEED = REPO / "harnesses" / "tau2-retail" / "v0001"
+DATA = Path(os.environ.get("HARNESS_OPT_TAU2_DATA") or REPO.parent / "shared" / "data" / "tau2")
 SUBMITTER = Submitter(
-    model_name="chatter-scripted",
-    model_organization="Test Org",
-    submitting_organization="Harness Lab",
-    contact_email="lab@example.com",
+    model_organization="Test Org", submitting_organization="Harness Lab", contact_email="lab@example.com"
 )
+TRIALS = 4
 
 
-def agent_that_only_knows_chairs(messages: list[dict[str, Any]], tools: Any, params: dict[str, Any]) -> Any:
-    last = messages[-1]
-    if last["role"] == "tool":
-        return f"The price is {last['content']}."
-    match = re.search(r"price of the (\w+)", last.get("content") or "")
-    if match and match[1] == "chair":
-        return {"tool_calls": [{"name": "get_price", "arguments": {"item": "chair"}}]}
-    return "Sorry, I cannot help with that."
+def skip_write(task: str, visit: int) -> bool:
+    return int(task) % 5 == 0 and visit % 2 == 1
 
 
-def export(tmp_path: Path, **overrides: Any):
-    version = make_version(tmp_path, max_steps=40)
-    with (
-        scripted_model("chair-agent", agent_that_only_knows_chairs, cost_per_token=1e-6) as agent,
-        scripted_model("shopper", customer(), cost_per_token=1e-5) as user,
-    ):
-        suite = load_suite(CHATTY, user_model=user.model, max_turns=3)
-        config = ExportConfig(split="val", trials=2, model=agent.model, out_dir=tmp_path / "leaderboards")
-        result = export_tau2(version, suite, SUBMITTER, config.model_copy(update=overrides),
-                             today=date(2026, 1, 2))
-        calls = len(agent.calls) + len(user.calls)
-    return result, calls
+def unmet(task: str, nth: int) -> bool:
+    return task.isdigit() and int(task) % 7 == 3 and nth == 0
 
 
-@pytest.fixture
-def bundle(tmp_path: Path):
-    result, _ = export(tmp_path)
-    return result
+class Run:
+    """The export and what its scripted participants were asked."""
+
+    def __init__(self, result: Any, agent: Any, user: Any, judge: Any, home: Path) -> None:
+        self.result, self.agent, self.user, self.judge, self.home = result, agent, user, judge, home
+        path = result.folder / "trajectories" / result.submission.trajectory_files["retail"]
+        self.raw = json.loads(path.read_text())
+        self.trajectories = Results.model_validate(self.raw)
 
 
-def test_bundle_layout_fields_and_figures(bundle) -> None:
-    folder = bundle.folder
-    assert folder.name == "chatter-v0001-2026-01-02" and folder.parent.name == "leaderboards"
-    raw = json.loads((folder / "submission.json").read_text())
-    for key in ("model_name", "model_organization", "submitting_organization", "submission_date",
-                "contact_info", "results"):
-        assert key in raw
-    assert raw["submission_type"] == "custom"
-    assert raw["methodology"]["verification"]["modified_prompts"] is True
-    assert "not optimized" in raw["methodology"]["notes"] and "val split" in raw["methodology"]["notes"]
-    assert raw["methodology"]["verification"]["omitted_questions"] is True  # 2 of 4 tasks
-    # chair passes both trials, desk fails both: pass^1 = pass^2 = 50%
-    assert raw["results"]["retail"]["pass_1"] == 50.0 and raw["results"]["retail"]["pass_2"] == 50.0
-    assert "pass_3" not in raw["results"]["retail"]
-    assert raw["results"]["retail"]["cost"] > 0
-    assert raw["submission_date"] == "2026-01-02" and raw["contact_info"]["email"] == "lab@example.com"
-    traj_name = raw["trajectory_files"]["retail"]
-    traj = json.loads((folder / "trajectories" / traj_name).read_text())
-    assert set(traj) >= {"info", "tasks", "simulations"}
-    assert traj["info"]["num_trials"] == 2 and traj["info"]["environment_info"]["domain_name"] == "retail"
-    sims = traj["simulations"]
-    assert len(sims) == 4 and {(s["task_id"], s["trial"]) for s in sims} == {
-        ("c1", 0), ("c1", 1), ("c2", 0), ("c2", 1)
+@pytest.fixture(scope="module")
+def run(tmp_path_factory: pytest.TempPathFactory) -> Any:
+    if not (DATA / "retail" / "tasks.json").is_file():
+        pytest.fail(f"τ² retail data not found at {DATA} (set HARNESS_OPT_TAU2_DATA)")
+    home = tmp_path_factory.mktemp("export-home")
+    with pytest.MonkeyPatch.context() as env:
+        env.setenv("HARNESS_OPT_HOME", str(home))
+        env.setenv("HARNESS_OPT_TRACES", str(home / "traces"))
+        probe = load_suite(SUITE_DIR, data=str(DATA))
+        with (
+            scripted_model("gold", tau2_scripts.gold_agent(probe, skip_write), cost_per_token=1e-6) as agent,
+            scripted_model("customer", tau2_scripts.customer(probe), cost_per_token=1e-5) as user,
+            scripted_model("judge", tau2_scripts.judge(unmet), cost_per_token=1e-4) as judge,
+        ):
+            suite = load_suite(SUITE_DIR, data=str(DATA), user_model=user.model, judge_model=judge.model)
+            result = export_tau2(
+                SEED,
+                suite,
+                SUBMITTER,
+                ExportConfig(trials=TRIALS, model=agent.model, out_dir=home / "leaderboards"),
+                today=date(2026, 1, 2),
+            )
+            yield Run(result, agent, user, judge, home)
+
+
+def test_the_bundle_passes_our_validator_under_taus_names(run: Run) -> None:
+    folder = run.result.folder
+    assert folder.name == "scripted-gold_test-org_2026-01-02"  # <model>_<organization>_<date>
+    assert run.result.submission.trajectory_files == {
+        "retail": "scripted-gold_tau2-retail-v0001_retail_scripted-customer_4trials.json"
     }
-    by_task = {s["task_id"]: s for s in sims}
-    c1, c2 = by_task["c1"], by_task["c2"]
-    assert c1["termination_reason"] == "user_stop" and c1["reward_info"]["reward"] == 1.0
-    assert c2["termination_reason"] == "max_steps" and c2["reward_info"]["reward"] == 0.0
-    assert by_task["c1"]["user_cost"] > 0 and by_task["c1"]["agent_cost"] > 0
-    roles = [m["role"] for m in by_task["c1"]["messages"]]
-    assert roles == ["assistant", "user", "assistant", "tool", "assistant", "user"]
-    tool_call = by_task["c1"]["messages"][2]["tool_calls"][0]
-    assert tool_call["name"] == "get_price" and tool_call["arguments"] == {"item": "chair"}
-    assert by_task["c1"]["messages"][3]["content"] == "99.00"
-    assert "###STOP###" in by_task["c1"]["messages"][-1]["content"]
-    assert {t["id"] for t in traj["tasks"]} == {"c1", "c2"}
-    Submission.model_validate(raw)
-    Tau2Results.model_validate(traj)
+    tasks = load_task_set(DATA / "retail" / "tasks.json", DATA / "retail" / "split_tasks.json")
+    report = validate_bundle(folder, {"retail": tasks})
+    assert not report.warnings and run.result.n_simulations == 114 * TRIALS
+    submission = json.loads((folder / "submission.json").read_text())
+    assert submission["model_name"] == "scripted/gold"
+    assert submission["methodology"]["user_simulator"] == "scripted/customer"
+    assert submission["methodology"]["verification"]["omitted_questions"] is False
+    assert "NL assertions judged by scripted/judge" in submission["methodology"]["notes"]
 
 
-def test_validate_bundle_accepts_the_export_and_rejects_tampering(bundle) -> None:
-    folder = bundle.folder
-    submission, trajectories = validate_bundle(folder)
-    assert submission.results.retail is not None and set(trajectories) == {"retail"}
-    path = folder / "submission.json"
-    good = json.loads(path.read_text())
-
-    def rejects(mutate, match: str) -> None:
-        raw = json.loads(json.dumps(good))
-        mutate(raw)
-        path.write_text(json.dumps(raw))
-        with pytest.raises(ExportError, match=match):
-            validate_bundle(folder)
-
-    rejects(lambda r: r["results"]["retail"].update(pass_1=75.0), "pass_1 is 75.0 but the trajectories")
-    rejects(lambda r: r.pop("model_name"), "model_name")
-    rejects(lambda r: r["results"]["retail"].update(pass_2="high"), "pass_2")
-    rejects(lambda r: r["results"]["retail"].update(pass_1=150), "pass_1")
-    rejects(lambda r: r.update(submission_date="yesterday"), "submission_date")
-    rejects(lambda r: r.update(contact_info={"name": "nobody"}), "email or a github")
-    rejects(lambda r: r.update(surprise=1), "surprise")
-    rejects(lambda r: r.update(trajectory_files={"retail": "missing.json"}), "file missing")
+def test_every_retail_task_is_in_the_bundle_as_taus_raw_record(run: Run) -> None:
+    raw_tasks = json.loads((DATA / "retail" / "tasks.json").read_text())
+    assert run.raw["tasks"] == raw_tasks  # copied field for field (issues and initial_state included)
+    assert sum("issues" in t for t in run.raw["tasks"]) == 3
+    assert Counter(s.task_id for s in run.trajectories.simulations) == {t["id"]: TRIALS for t in raw_tasks}
 
 
-def test_a_second_export_reuses_the_ledger(tmp_path: Path) -> None:
-    first, calls_first = export(tmp_path)
-    first_folder = first.folder
-    second, calls_second = export(tmp_path)
-    assert calls_first > 0 and calls_second == 0
-    assert second.folder == first_folder and second.submission.results == first.submission.results
+def test_run_information_is_in_taus_schema(run: Run) -> None:
+    info = run.raw["info"]
+    assert info["num_trials"] == TRIALS and info["max_errors"] == 10 and info["max_steps"] == 130
+    signature = info["environment_info"]["tool_defs"]["cancel_pending_order"]
+    assert set(signature) == {"name", "doc", "params"} and signature["name"] == "cancel_pending_order"
+    assert signature["params"]["required"] == ["order_id", "reason"]
+    assert info["user_info"]["llm"] == "scripted/customer" and info["agent_info"]["llm"] == "scripted/gold"
 
 
-def test_missing_submitter_facts_fail_before_any_evaluation(tmp_path: Path) -> None:
-    version = make_version(tmp_path)
-    suite = load_suite(CHATTY)
-    with pytest.raises(ExportError, match=r"model_organization.*contact_email") as info:
-        export_tau2(version, suite, Submitter(model_name="x", submitting_organization="y"), ExportConfig())
-    assert "--model-organization" in info.value.message and "--config" in info.value.message
+def test_rewards_multiply_the_judges_verdict_and_show_each_component(run: Run) -> None:
+    sims = run.trajectories.simulations
+    assert {s.termination_reason for s in sims} == {"user_stop"}
+    judged = [s for s in sims if s.reward_info.nl_assertions]
+    assert judged and all(set(s.reward_info.reward_breakdown) == {"DB", "NL_ASSERTION"} for s in judged)
+    unmet_sims = [s for s in judged if not all(c.met for c in s.reward_info.nl_assertions)]
+    assert unmet_sims and all(
+        s.reward_info.reward == 0.0 and s.reward_info.db_check.db_match for s in unmet_sims
+    )
+    for sim in judged[:3]:
+        figures = sim.info["harness_opt"]["judge"]
+        assert figures["model"] == "scripted/judge" and figures["cost_usd"] > 0
+        assert sim.agent_cost is not None and sim.agent_cost < figures["cost_usd"]  # judge cost kept apart
+    first = sims[0]
+    assert first.messages[0].content == "Hi! How can I help you today?" and first.messages[1].role == "user"
 
 
-def test_reward_info_from_the_scorer_line_and_from_an_error() -> None:
-    row = Rollout(run_id="r", version_hash="v", suite="s", split="test", task_id="1", trial=0, model="m",
-                  score=0.0, passed=False)
-    line = '{"reward": 0.0, "db": 0.0, "communicate": 1.0, "nl": null}\nDB: differs'
-    info = reward_info(row, line, ["DB", "COMMUNICATE"])
-    assert info.reward == 0.0 and info.reward_breakdown == {"DB": 0.0, "COMMUNICATE": 1.0}
-    assert info.db_check == {"db_match": False, "db_reward": 0.0}
-    assert info.info and "NL-assertion judge is off" in info.info["nl_assertions"]
-    only_db = reward_info(row, line, ["DB"])
-    assert only_db.reward_breakdown == {"DB": 0.0}
-    crashed = reward_info(row, "timeout: wall time limit of 30s exceeded", ["DB"])
-    assert crashed.reward == 0.0 and crashed.info == {"note": "timeout: wall time limit of 30s exceeded"}
+def test_k_trials_made_k_calls_for_the_customer_and_the_judge(run: Run) -> None:
+    rollouts = 114 * TRIALS
+    assert len(run.user.calls) == 2 * rollouts  # greeting + the agent's final message, every trial
+    with_assertions = sum(
+        1
+        for t in json.loads((DATA / "retail" / "tasks.json").read_text())
+        if t["evaluation_criteria"].get("nl_assertions")
+    )
+    assert len(run.judge.calls) == TRIALS * with_assertions
+    sims = run.trajectories.simulations
+    visits = {s.messages[1].content for s in sims if s.task_id == "0"}
+    assert visits == {f"I am calling about task 0 (visit {v})." for v in range(TRIALS)}  # 4 distinct replies
 
 
-def test_cli_export_with_a_config_file(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_pass_k_is_recomputed_unrounded_and_the_ledger_agrees(run: Run) -> None:
+    retail = run.result.submission.results.retail
+    metrics = compute_metrics(run.trajectories)
+    assert retail.pass_2 == metrics.pass_hat_ks[2] * 100 and retail.pass_2 != round(retail.pass_2, 2)
+    assert retail.pass_1 > retail.pass_2 > retail.pass_3 >= retail.pass_4  # independent trials differ
+    with pytest.MonkeyPatch.context() as env:
+        env.setenv("HARNESS_OPT_HOME", str(run.home))
+        rows = Ledger().rollouts(model="scripted/gold")
+    by_ledger = pass_k_table(rows, max_k=TRIALS)  # the ledger's scores are τ²'s rewards
+    assert [by_ledger[k] * 100 for k in range(1, 5)] == pytest.approx(
+        [retail.pass_1, retail.pass_2, retail.pass_3, retail.pass_4]
+    )
+
+
+def test_a_second_export_reuses_the_ledger_and_the_cli_prints_the_figures(
+    run: Run, monkeypatch: pytest.MonkeyPatch
+) -> None:
     from harness_opt.cli import export_cmd
 
     app = typer.Typer()
@@ -173,29 +176,47 @@ def test_cli_export_with_a_config_file(tmp_path: Path, monkeypatch: pytest.Monke
     def noop() -> None:  # a second command keeps typer from collapsing the app into `export`
         pass
 
-    version = make_version(tmp_path, max_steps=40)
-    config = tmp_path / "submit.toml"
+    monkeypatch.setenv("HARNESS_OPT_HOME", str(run.home))
+    monkeypatch.setenv("HARNESS_OPT_TRACES", str(run.home / "traces"))
+    config = run.home / "submit.toml"
     config.write_text(
-        '[submission]\nmodel_name = "cfg-model"\nmodel_organization = "Cfg Org"\n'
-        'submitting_organization = "Cfg Lab"\ncontact_email = "cfg@example.com"\n'
+        '[submission]\nmodel_organization = "Cfg Org"\nsubmitting_organization = "Cfg Lab"\n'
+        'contact_email = "cfg@example.com"\n'
     )
-    monkeypatch.chdir(tmp_path)
-    runner = CliRunner()
+    before = (len(run.agent.calls), len(run.user.calls), len(run.judge.calls))
+    probe = load_suite(SUITE_DIR, data=str(DATA))
     with (
-        scripted_model("cli-agent", agent_that_only_knows_chairs) as agent,
-        scripted_model("cli-user", customer()) as user,
+        scripted_model("gold", tau2_scripts.gold_agent(probe, skip_write)) as agent,
+        scripted_model("customer", tau2_scripts.customer(probe)) as user,
+        scripted_model("judge", tau2_scripts.judge(unmet)) as judge,
     ):
-        args = ["export", str(version), "--suite", str(CHATTY), "--format", "tau2", "--split", "val",
-                "--trials", "1", "--model", agent.model, "--user-model", user.model, "--config", str(config),
-                "--model-name", "cli-model"]
-        result = runner.invoke(app, args)
+        args = [
+            "export",
+            str(SEED),
+            "--suite",
+            str(SUITE_DIR),
+            "--data",
+            str(DATA),
+            "--format",
+            "tau2",
+            "--model",
+            agent.model,
+            "--user-model",
+            user.model,
+            "--judge-model",
+            judge.model,
+            "--config",
+            str(config),
+            "--out",
+            str(run.home / "cli"),
+        ]
+        result = CliRunner().invoke(app, args)
         assert result.exit_code == 0, result.output
-        assert "validated" in result.output and "pass^1 50.0%" in result.output
-        (folder,) = (tmp_path / "leaderboards").iterdir()
-        raw = json.loads((folder / "submission.json").read_text())
-        assert raw["model_name"] == "cli-model"  # the option wins over the file
-        assert raw["model_organization"] == "Cfg Org"
-        missing = runner.invoke(app, [a for a in args if a != str(config) and a != "--config"])
-    assert missing.exit_code != 0 and isinstance(missing.exception, ExportError)
-    bad_format = runner.invoke(app, ["export", str(version), "--suite", str(CHATTY), "--format", "harbor"])
-    assert bad_format.exit_code != 0 and "unknown export format" in str(bad_format.exception)
+        assert (len(agent.calls), len(user.calls), len(judge.calls)) == (0, 0, 0)  # all 456 reused
+        wrong_name = CliRunner().invoke(app, [*args, "--model-name", "GPT-5"])
+    assert before[0] > 0
+    retail = run.result.submission.results.retail
+    assert f"pass^2 {retail.pass_2:.2f}%" in result.output and "validated" in result.output
+    (folder,) = (run.home / "cli").iterdir()
+    assert folder.name == f"scripted-gold_cfg-org_{datetime.now(UTC).date().isoformat()}"
+    assert isinstance(wrong_name.exception, ExportError) and "agent's model" in wrong_name.exception.message

@@ -11,7 +11,6 @@ import contextlib
 import hashlib
 import json
 import os
-import sys
 import time
 from pathlib import Path
 from typing import Any
@@ -19,6 +18,8 @@ from typing import Any
 import pytest
 
 from harness_opt.errors import SuiteError
+from harness_opt.export import tau2_reward
+from harness_opt.export.tau2_models import AssistantMessage, RewardInfo
 from harness_opt.suites.base import ToolError
 from harness_opt.suites.loader import load_suite
 from harness_opt.suites.usersim import UserSimulator, UserTurn
@@ -402,26 +403,46 @@ def test_user_turns_are_recorded_for_the_communicate_check(suite: Any) -> None:
     asyncio.run(env.user_turn(said))
     assert user.heard == ["Hi! How can I help?", said] and env.stop_reason == "stop"
     score = suite.score(task, None, env)
-    assert env.reward_info["communicate_checks"][0] == {"info": info, "met": True}
+    check = env.reward_info.communicate_checks[0]
+    assert (check.info, check.met) == (info, True) and said in check.justification
     assert score.score == 1.0 and score.passed
-    first = json.loads(score.feedback.splitlines()[0])
-    assert first == {"reward": 1.0, "db": 1.0, "communicate": env.reward_info["communicate"], "nl": None}
+    assert RewardInfo.model_validate_json(score.feedback.splitlines()[0]) == env.reward_info
+    assert env.reward_info.info["harness_opt"]["termination_reason"] == "user_stop"
     silent = suite.environment(task)
     gold_run(suite, task, silent)
     silent_score = suite.score(task, None, silent)
     assert silent_score.score == 1.0  # COMMUNICATE is in no retail task's reward basis: reported only
-    assert silent.reward_info["communicate"] == 0.0 and "never said" in silent_score.feedback
+    assert not silent.reward_info.communicate_checks[0].met and "never said" in silent_score.feedback
+    assert "COMMUNICATE" not in silent.reward_info.reward_breakdown
 
 
-def test_communicate_matches_lower_cased_with_the_messages_commas_removed(suite: Any) -> None:
-    checks = sys.modules[type(suite).__module__].retail_env.communicate_checks
-    said = ["Your refund is $1,234.50 in total.", "Order #W123 is DELIVERED"]
-    assert checks(["1234.50", "delivered", "#w123", "1,234.50"], said) == [
-        {"info": "1234.50", "met": True},
-        {"info": "delivered", "met": True},
-        {"info": "#w123", "met": True},
-        {"info": "1,234.50", "met": False},  # τ² strips commas from the message only
+def test_the_environment_records_the_conversation_as_tau2_messages(suite: Any) -> None:
+    env = suite.environment(suite.tasks("val")[0])
+    env._user_factory = lambda: FakeUser([UserTurn(content="I want a refund", tokens_in=3, tokens_out=4)])
+    asyncio.run(env.user_turn("Hi! How can I help you today?"))
+    products = call(env, "list_all_product_types")
+    error_of(env, "get_order_details", order_id="#nope")
+    roles = [(m.role, m.content is None) for m in env.messages]
+    assert roles == [("assistant", False), ("user", False), ("assistant", True), ("tool", False),
+                     ("assistant", True), ("tool", False)]
+    call_message, result = env.messages[4], env.messages[5]
+    assert call_message.tool_calls[0].name == "get_order_details"
+    assert result.id == call_message.tool_calls[0].id
+    assert result.error and result.content == "Error: Order not found"
+    shown = products if isinstance(products, str) else json.dumps(products)
+    assert env.messages[3].content == shown and not env.messages[3].error
+    assert env.messages[1].usage == {"prompt_tokens": 3, "completion_tokens": 4}
+
+
+def test_communicate_matches_lower_cased_with_the_messages_commas_removed() -> None:
+    said = [AssistantMessage(role="assistant", content=t)
+            for t in ("Your refund is $1,234.50 in total.", "Order #W123 is DELIVERED")]
+    checks = tau2_reward.communicate_checks(["1234.50", "delivered", "#w123", "1,234.50"], said)
+    assert [(c.info, c.met) for c in checks] == [
+        ("1234.50", True), ("delivered", True), ("#w123", True),
+        ("1,234.50", False),  # τ² strips commas from the message only
     ]
+    assert checks[3].justification == "Information '1,234.50' not communicated."
 
 
 def test_a_conversation_cut_off_by_the_turn_limit_scores_zero(suite: Any) -> None:
@@ -431,15 +452,39 @@ def test_a_conversation_cut_off_by_the_turn_limit_scores_zero(suite: Any) -> Non
     gold_run(suite, task, env)
     asyncio.run(env.user_turn("anything else?"))
     score = suite.score(task, None, env)
-    assert env.reward_info["db"] == 1.0 and score.score == 0.0 and "turn limit" in score.feedback
+    assert score.score == 0.0 and env.reward_info.reward_basis is None
+    assert env.reward_info.info["note"] == "Simulation terminated prematurely. Termination reason: max_steps"
+    assert "DB: the final database equals" in score.feedback  # proposers still learn the state was right
 
 
-def test_nl_assertions_are_reported_as_not_evaluated(suite: Any) -> None:
-    task = next(t for t in suite.tasks("train") if "NL_ASSERTION" in t.metadata["reward_basis"])
-    env = suite.fresh_environment()
+def test_too_many_tool_errors_end_the_conversation_as_tau2_does(data: Path) -> None:
+    strict = load_suite(SUITE_DIR, data=str(data), max_errors=3)
+    task = strict.tasks("val")[0]
+    env = strict.environment(task)
+    for _ in range(3):
+        error_of(env, "get_order_details", order_id="#nope")
+    assert env.stop_reason == "too_many_errors"
+    ended = "Error: the conversation has ended (too many tool errors)"
+    assert error_of(env, "get_user_details", user_id="x") == ended
+    turn = asyncio.run(env.user_turn("still there?"))
+    assert turn.done and turn.stop_reason == "too_many_errors" and len(env.messages) == 6
+    score = strict.score(task, None, env)
+    assert score.score == 0.0 and "too_many_errors" in env.reward_info.info["note"]
+
+
+def test_nl_assertions_without_a_judge_are_left_out_and_marked_unofficial(suite: Any) -> None:
+    task = next(t for t in suite.tasks("train") if t.expected.get("nl_assertions"))
+    env = suite.fresh_environment()  # scored outside any rollout: there is no agent model to judge with
     score = suite.score(task, None, env)
-    assert env.reward_info["nl"] is None and "NL_ASSERTION not evaluated" in score.feedback
-    assert env.reward_info["reward_breakdown"] == {"DB": env.reward_info["db"]}
+    info = env.reward_info
+    assert info.nl_assertions is None and set(info.reward_breakdown) == {"DB"}
+    assert info.info["harness_opt"]["official"] is False and "UNOFFICIAL" in score.feedback
+    no_assertions = next(t for t in suite.tasks("train") if "NL_ASSERTION" in t.metadata["reward_basis"]
+                         and not t.expected.get("nl_assertions"))
+    plain = suite.fresh_environment()
+    suite.score(no_assertions, None, plain)
+    assert plain.reward_info.nl_assertions == [] and plain.reward_info.reward_breakdown["NL_ASSERTION"] == 1.0
+    assert plain.reward_info.info["harness_opt"]["official"] is True
 
 
 def test_the_environment_builds_the_user_simulator_from_the_suite_options(data: Path) -> None:

@@ -17,6 +17,7 @@ from harness_opt.evaluate.tracestore import read_trace
 from harness_opt.records import ToolCallEvent, UserTurnEvent
 from harness_opt.suites.loader import load_suite
 from harness_opt.testing import scripted_model
+from tests.support import tau2_scripts
 
 REPO = Path(__file__).resolve().parents[1]
 SUITE_DIR = REPO / "tasks" / "tau2-retail"
@@ -72,14 +73,21 @@ def test_the_seed_harness_replaying_gold_actions_passes_and_the_trace_shows_the_
         scripted_model("gold-agent", gold_agent(actions, tell)) as good,
         scripted_model("lazy-agent", gold_agent(actions, tell, skip=write)) as lazy,
         scripted_model("customer", customer, cost_per_token=1e-5) as user,
+        scripted_model("judge", tau2_scripts.judge(), cost_per_token=1e-4) as judge,
     ):
-        suite = load_suite(SUITE_DIR, data=str(data), user_model=user.model)
+        suite = load_suite(SUITE_DIR, data=str(data), user_model=user.model, judge_model=judge.model)
         config = {"split": "val", "task_ids": [task.id], "concurrency": 1}
         passed = evaluate(SEED, suite, EvalConfig(model=good.model, **config))
         failed = evaluate(SEED, suite, EvalConfig(model=lazy.model, **config))
     [rollout] = passed.rollouts
     assert rollout.passed and rollout.score == 1.0, rollout.feedback
-    assert json.loads(rollout.feedback.splitlines()[0])["db"] == 1.0
+    record = json.loads(rollout.feedback.splitlines()[0])
+    assert record["db_check"] == {"db_match": True, "db_reward": 1.0}
+    if task.expected.get("nl_assertions"):  # judged once per rollout, its cost kept apart
+        assert record["reward_breakdown"] == {"DB": 1.0, "NL_ASSERTION": 1.0}
+        assert [c["nl_assertion"] for c in record["nl_assertions"]] == task.expected["nl_assertions"]
+        assert record["info"]["harness_opt"]["judge"]["model"] == judge.model and len(judge.calls) == 2
+        assert record["info"]["harness_opt"]["judge"]["cost_usd"] > 0
     assert rollout.user_cost_usd > 0 and rollout.cost_usd == 0
     trace = read_trace(rollout.trace_ref)
     tools = [e for e in trace.events if isinstance(e, ToolCallEvent)]

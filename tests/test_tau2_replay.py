@@ -55,11 +55,16 @@ def test_every_task_replays_its_gold_actions_to_reward_one(suite: Any) -> None:
         env = suite.environment(task)
         errors = act(env, task.expected["actions"])
         error_paths += len(errors)
-        env.agent_messages.extend(task.expected.get("communicate_info") or [])
+        for said in task.expected.get("communicate_info") or []:
+            env.say(said)
         score = suite.score(task, None, env)
         info = env.reward_info
         if not (
-            score.score == 1.0 and score.passed and info["db"] == 1.0 and info["communicate"] in (None, 1.0)
+            score.score == 1.0
+            and score.passed
+            and info.db_check.db_match
+            and all(c.met for c in info.communicate_checks or [])
+            and all(c.action_match for c in info.action_checks or [])
         ):
             failures.append(f"{task.id}: {score.feedback}")
     assert not failures, "\n".join(failures)
@@ -84,7 +89,8 @@ def test_failing_gold_writes_leave_the_state_as_if_they_were_never_made(suite: A
         failed_ids = {f["action_id"] for f in failed}
         env = suite.environment(task)
         act(env, [a for a in task.expected["actions"] if a["action_id"] not in failed_ids])
-        env.agent_messages.extend(task.expected.get("communicate_info") or [])
+        for said in task.expected.get("communicate_info") or []:
+            env.say(said)
         assert suite.score(task, None, env).score == 1.0, task.id
         checked += 1
     assert checked >= 1
@@ -117,10 +123,11 @@ def test_one_changed_argument_scores_zero(suite: Any, tool: str, change: Any) ->
     task = next(t for t in all_tasks(suite) if any(a["name"] == tool for a in t.expected["actions"]))
     env = suite.environment(task)
     act(env, _mutated(task, tool, change))
-    env.agent_messages.extend(task.expected.get("communicate_info") or [])
+    for said in task.expected.get("communicate_info") or []:
+        env.say(said)
     score = suite.score(task, None, env)
     assert score.score == 0.0 and not score.passed
-    assert env.reward_info["db"] == 0.0 and env.reward_info["db_differences"]
+    assert env.reward_info.db_check.db_reward == 0.0 and env.reward_info.reward_breakdown["DB"] == 0.0
     assert "differs from the one the gold actions produce" in score.feedback
 
 

@@ -20,13 +20,24 @@ def register(app: typer.Typer) -> None:
         format: Annotated[
             str, typer.Option("--format", help="tau2 (leaderboard bundle) or skypilot (training wave).")
         ] = "tau2",
-        split: Annotated[str, typer.Option(help="Split to report (sealed test by default).")] = "test",
-        trials: Annotated[int, typer.Option(min=1, max=4, help="Trials per task: pass^1..trials.")] = 4,
+        trials: Annotated[
+            int, typer.Option(min=1, help="Trials per task on every retail task (τ²'s standard: 4).")
+        ] = 4,
         model: Annotated[
             str | None,
             typer.Option(help="Agent model; default from harness.toml.", envvar="HARNESS_OPT_MODEL"),
         ] = None,
-        model_name: Annotated[str | None, typer.Option(help="Leaderboard model name.")] = None,
+        judge_model: Annotated[
+            str | None,
+            typer.Option(
+                help="NL-assertion judge: a model, 'agent' (the agent's model) or 'off' (results are then "
+                "unofficial); default from suite.toml (the agent's model).",
+                envvar="HARNESS_OPT_JUDGE_MODEL",
+            ),
+        ] = None,
+        model_name: Annotated[
+            str | None, typer.Option(help="Leaderboard model name; must be the agent's model (the default).")
+        ] = None,
         model_organization: Annotated[str | None, typer.Option(help="Who made the model.")] = None,
         submitting_organization: Annotated[str | None, typer.Option(help="Who ran the evaluation.")] = None,
         contact: Annotated[
@@ -42,8 +53,9 @@ def register(app: typer.Typer) -> None:
         user_model: UserModelOption = None,
         data: DataOption = None,
     ) -> None:
-        """Evaluate HARNESS on the test split (or reuse the ledger's rollouts) and write a taubench.com
-        bundle: submission.json and the trajectories in τ²'s results format, validated."""
+        """Evaluate HARNESS on all 114 τ² retail tasks with k trials (reusing the ledger's rollouts) and
+        write a taubench.com bundle: submission.json and the trajectories in τ²'s results format,
+        validated as τ²'s `tau2 submit validate` validates it."""
         from harness_opt.cli.suite_options import load_suite_with_options
         from harness_opt.errors import UserError
         from harness_opt.export import ExportConfig, Submitter, export_tau2, load_submitter
@@ -69,18 +81,30 @@ def register(app: typer.Typer) -> None:
         )
         submitter.require()  # before any evaluation is spent
         suite_obj = load_suite_with_options(suite, user_model=user_model, data=data)
+        shown: dict[str, int] = {}
+
+        def progress(split: str, done: int, total: int) -> None:
+            tenth = done * 10 // max(total, 1)
+            if shown.get(split) != tenth:
+                shown[split] = tenth
+                typer.echo(f"  {split}: {done}/{total} rollouts", err=True)
+
         result = export_tau2(
             resolve_version(str(harness)),
             suite_obj,
             submitter,
-            ExportConfig(split=split, trials=trials, model=model, concurrency=concurrency, out_dir=out),
+            ExportConfig(trials=trials, model=model, judge_model=judge_model, concurrency=concurrency,
+                         out_dir=out),
+            progress=progress,
         )
         retail = result.submission.results.retail
         figures = ", ".join(
-            f"pass^{k} {getattr(retail, f'pass_{k}'):.1f}%"
+            f"pass^{k} {getattr(retail, f'pass_{k}'):.2f}%"
             for k in range(1, 5)
             if retail is not None and getattr(retail, f"pass_{k}") is not None
         )
+        for warning in result.warnings:
+            typer.echo(f"warning: {warning}", err=True)
         typer.echo(f"wrote {result.folder} ({result.n_simulations} simulations; {figures}); validated")
 
 

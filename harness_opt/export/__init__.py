@@ -1,7 +1,32 @@
-"""Leaderboard bundles: τ²-bench (taubench.com) submissions from a harness version's rollouts."""
+"""Leaderboard bundles: τ²-bench (taubench.com) submissions from a harness version's rollouts.
 
-from harness_opt.export.tau2 import ExportConfig, ExportResult, Submitter, export_tau2, load_submitter
-from harness_opt.export.tau2_format import ExportError, Submission, Tau2Results, validate_bundle
+The τ² format models (`tau2_models`) and reward rules (`tau2_reward`) are also used by the retail
+suite's scorer, which imports them while suites load; so this package imports its heavy parts
+(the exporter runs the evaluator) only when they are asked for.
+"""
+
+from __future__ import annotations
+
+import importlib
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from harness_opt.export.tau2 import ExportConfig, ExportResult, Submitter, export_tau2, load_submitter
+    from harness_opt.export.tau2_format import ExportError, Submission
+    from harness_opt.export.tau2_models import Results as Tau2Results
+    from harness_opt.export.tau2_validate import validate_bundle
+
+_WHERE = {
+    "ExportConfig": ("tau2", "ExportConfig"),
+    "ExportResult": ("tau2", "ExportResult"),
+    "Submitter": ("tau2", "Submitter"),
+    "export_tau2": ("tau2", "export_tau2"),
+    "load_submitter": ("tau2", "load_submitter"),
+    "ExportError": ("tau2_format", "ExportError"),
+    "Submission": ("tau2_format", "Submission"),
+    "Tau2Results": ("tau2_models", "Results"),
+    "validate_bundle": ("tau2_validate", "validate_bundle"),
+}
 
 __all__ = [
     "ExportConfig",
@@ -14,3 +39,10 @@ __all__ = [
     "load_submitter",
     "validate_bundle",
 ]
+
+
+def __getattr__(name: str) -> Any:
+    if name not in _WHERE:
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    module, attr = _WHERE[name]
+    return getattr(importlib.import_module(f"{__name__}.{module}"), attr)

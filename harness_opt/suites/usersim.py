@@ -28,7 +28,9 @@ STOP_TOKENS: dict[str, str] = {STOP: "stop", TRANSFER: "transfer", OUT_OF_SCOPE:
 GUIDELINES_FILE = "simulation_guidelines.md"
 """The guidelines for a user without tools (retail's user has none)."""
 
-StopReason = Literal["stop", "transfer", "out_of_scope", "max_turns"]
+StopReason = Literal["stop", "transfer", "out_of_scope", "max_turns", "too_many_errors"]
+"""Why the conversation ended: a stop token, the turn cap, or the environment ending it (too many
+tool errors, τ²'s `max_errors`)."""
 
 
 class _Completes(Protocol):

@@ -1,12 +1,14 @@
-"""One rollout's retail environment (tools + simulated customer) and τ²'s reward over its final state.
+"""One rollout's retail environment (tools + simulated customer), recording the conversation as τ²
+records it, and ending it where τ²'s orchestrator would.
 
-The reward follows τ²'s evaluator: `DB` compares the final database with the one left by replaying the
-task's gold actions on a fresh database (failing gold actions included: they must fail the same way);
-`COMMUNICATE` checks that each required string appears, lower-cased, in one agent message with its
-commas removed; `NL_ASSERTION` needs an LLM judge, which we do not run, so it is reported as not
-evaluated. The reward is the product of the parts in the task's `reward_basis` that were evaluated,
-and 0 when the conversation was cut off by the turn limit (τ² scores any termination other than an
-agent or user stop as 0).
+`messages` holds the conversation as τ²'s message models: each agent message to the customer, each
+customer reply, each tool call (an assistant message with `tool_calls`) and its result (a tool
+message; the text τ² would show: the string itself, else its JSON). The scorer reads it for the
+COMMUNICATE check, the action checks and the NL-assertion judge, exactly as τ² reads its trajectory.
+
+τ² ends a simulation after `max_errors` tool errors (10 by default): the erring result is the last
+message, and the end is `too_many_errors`, which scores 0. We do the same: after that error every
+tool call fails with `ENDED` and the customer is gone, so the agent's loop ends.
 """
 
 from __future__ import annotations
@@ -15,41 +17,80 @@ import json
 from collections.abc import Callable, Collection, Sequence
 from typing import Any
 
+from harness_opt.export.tau2_models import AssistantMessage, Message, ToolCall, ToolMessage, UserMessage
 from harness_opt.suites.base import ToolError
+from harness_opt.suites.usersim import UserTurn
 
-NL_OFF_NOTE = "NL_ASSERTION not evaluated (LLM judge off); the reward uses the other parts of the basis"
+DEFAULT_MAX_ERRORS = 10
+"""τ²'s DEFAULT_MAX_ERRORS: tool errors in one simulation before it is ended."""
+ENDED = "Error: the conversation has ended (too many tool errors)"
+
+
+def tool_text(result: Any) -> str:
+    """A tool result as τ²'s tool message shows it: a string as is, anything else as its JSON."""
+    return result if isinstance(result, str) else json.dumps(result)
 
 
 class RetailEnvironment:
-    """Tools over a fresh DB view, the customer (created on the first agent message), and a transcript.
+    """Tools over a fresh DB view, the customer (created on the first agent message), and the
+    conversation so far. `reward_info` is filled in by the scorer (τ²'s RewardInfo)."""
 
-    `agent_messages` keeps every message the agent sent to the customer, for the COMMUNICATE check;
-    `reward_info` is filled in by the scorer so an exporter can read the breakdown back."""
-
-    def __init__(self, tools: Any, user_factory: Callable[[], Any] | None = None) -> None:
+    def __init__(
+        self, tools: Any, user_factory: Callable[[], Any] | None = None, max_errors: int = DEFAULT_MAX_ERRORS
+    ) -> None:
         self.tools = tools
         self.db = tools.db
         self._user_factory = user_factory
         self._user: Any = None
-        self.agent_messages: list[str] = []
-        self.user_messages: list[str] = []
+        self.max_errors = max_errors
+        self.messages: list[Message] = []
+        self.tool_errors = 0
         self.stop_reason: str | None = None
-        self.reward_info: dict[str, Any] | None = None
+        """None while talking; the user's stop reason (stop, transfer, out_of_scope, max_turns) or
+        `too_many_errors` once the conversation is over."""
+        self.reward_info: Any = None
+
+    @property
+    def agent_messages(self) -> list[str]:
+        """What the agent said to the customer, in order."""
+        return [m.content for m in self.messages if isinstance(m, AssistantMessage) and m.content is not None]
+
+    def say(self, text: str) -> None:
+        """Record an agent message without a customer (gold replay, a final answer from run())."""
+        self.messages.append(AssistantMessage(role="assistant", content=text))
 
     def call_tool(self, name: str, args: dict[str, Any]) -> Any:
         """Run a retail tool; a failure raises `ToolError` whose text is τ²'s `"Error: ..."` message."""
-        return self.tools.call(name, args)
+        if self.stop_reason == "too_many_errors":
+            raise ToolError(ENDED)
+        call = ToolCall(id=f"call_{len(self.messages)}", name=name, arguments=dict(args))
+        self.messages.append(AssistantMessage(role="assistant", tool_calls=[call]))
+        try:
+            result = self.tools.call(name, args)
+        except ToolError as exc:
+            self.messages.append(ToolMessage(id=call.id, role="tool", content=str(exc), error=True))
+            self.tool_errors += 1
+            if self.tool_errors >= self.max_errors and self.stop_reason is None:
+                self.stop_reason = "too_many_errors"
+            raise
+        self.messages.append(ToolMessage(id=call.id, role="tool", content=tool_text(result)))
+        return result
 
     async def user_turn(self, message: str) -> Any:
         """Send the agent's message to the simulated customer and return its `UserTurn`."""
-        self.agent_messages.append(message)
+        if self.stop_reason == "too_many_errors":
+            return UserTurn(done=True, stop_reason="too_many_errors")
+        self.say(message)
         if self._user_factory is None:
             raise ToolError("this environment has no simulated user")
         if self._user is None:
             self._user = self._user_factory()
         turn = await self._user.reply(message)
         if turn.content is not None:
-            self.user_messages.append(turn.content)
+            usage = {"prompt_tokens": turn.tokens_in, "completion_tokens": turn.tokens_out}
+            self.messages.append(
+                UserMessage(role="user", content=turn.content, cost=turn.cost_usd, usage=usage)
+            )
         if turn.done:
             self.stop_reason = getattr(turn, "stop_reason", None) or "stop"
         return turn
@@ -65,7 +106,7 @@ def replay_gold(
     failed = []
     for action in actions:
         try:
-            env.call_tool(action["name"], dict(action.get("arguments") or {}))
+            env.tools.call(action["name"], dict(action.get("arguments") or {}))
         except ToolError as exc:
             if action["name"] in write_tools:
                 failed.append(
@@ -74,77 +115,12 @@ def replay_gold(
     return failed
 
 
-def communicate_checks(required: Sequence[str], messages: Sequence[str]) -> list[dict[str, Any]]:
-    """τ²'s substring check: `info.lower()` in some agent message, lower-cased with commas removed."""
-    checks = []
-    for info in required:
-        hit = next((m for m in messages if m and info.lower() in m.lower().replace(",", "")), None)
-        checks.append({"info": info, "met": hit is not None})
-    return checks
-
-
-def reward_info(
-    *,
-    basis: Sequence[str],
-    db_match: bool,
-    differences: Sequence[tuple[str, str, list[str]]],
-    checks: Sequence[dict[str, Any]],
-    stop_reason: str | None,
-    failed_gold: Sequence[dict[str, Any]],
-) -> dict[str, Any]:
-    """The reward and its breakdown. Keys `reward`, `db`, `communicate`, `nl` come first (the export
-    contract); the rest explains the verdict."""
-    db = 1.0 if db_match else 0.0
-    communicate = 1.0 if all(c["met"] for c in checks) else 0.0
-    cut_off = stop_reason == "max_turns"
-    reward = 0.0 if cut_off else 1.0
-    breakdown: dict[str, float] = {}
-    if "DB" in basis:
-        breakdown["DB"] = db
-        reward *= db
-    if "COMMUNICATE" in basis:
-        breakdown["COMMUNICATE"] = communicate
-        reward *= communicate
-    info: dict[str, Any] = {
-        "reward": reward,
-        "db": db,
-        "communicate": communicate if checks else None,
-        "nl": None,
-        "reward_basis": list(basis),
-        "reward_breakdown": breakdown,
-        "db_match": db_match,
-        "db_differences": [{"table": t, "key": k, "fields": f} for t, k, f in differences],
-        "communicate_checks": list(checks),
-        "stop_reason": stop_reason,
-    }
-    if "NL_ASSERTION" in basis:
-        info["nl_note"] = NL_OFF_NOTE
-    if cut_off:
-        info["note"] = "conversation cut off by the user turn limit: τ² scores a premature end as 0"
-    if failed_gold:
-        info["gold_failed_writes"] = list(failed_gold)
-    return info
-
-
-def feedback_text(info: dict[str, Any]) -> str:
-    """First line: the JSON `{"reward", "db", "communicate", "nl"}` an exporter parses; then prose."""
-    head = {k: info[k] for k in ("reward", "db", "communicate", "nl")}
-    lines = [json.dumps(head)]
-    if info["db_match"]:
-        lines.append("DB: the final database equals the one the gold actions produce.")
-    else:
-        lines.append("DB: the final database differs from the one the gold actions produce:")
-        for d in info["db_differences"][:10]:
-            lines.append(f"  {d['table']} {d['key']}: {', '.join(d['fields'])} differ")
-        if len(info["db_differences"]) > 10:
-            lines.append(f"  ... and {len(info['db_differences']) - 10} more records")
-    for check in info["communicate_checks"]:
-        verb = "said" if check["met"] else "never said"
-        lines.append(f"COMMUNICATE: the agent {verb} {check['info']!r}.")
-    if "COMMUNICATE" not in info["reward_basis"] and info["communicate_checks"]:
-        lines.append("(COMMUNICATE is not in this task's reward basis: reported, not counted.)")
-    if "nl_note" in info:
-        lines.append(info["nl_note"] + ".")
-    if "note" in info:
-        lines.append(info["note"] + ".")
-    return "\n".join(lines)
+def termination_reason(stop_reason: str | None) -> str:
+    """τ²'s termination reason of a conversation our scorer sees (the agent's run() returned)."""
+    if stop_reason is None:
+        return "agent_stop"
+    if stop_reason in ("stop", "transfer", "out_of_scope"):
+        return "user_stop"
+    if stop_reason == "max_turns":
+        return "max_steps"
+    return stop_reason

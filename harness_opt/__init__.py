@@ -6,10 +6,9 @@ The library API mirrors the CLI: `evaluate(...)` is `harness-opt eval`. Imports 
 
 from __future__ import annotations
 
-import os
 from typing import TYPE_CHECKING, Any
 
-os.environ.setdefault("LITELLM_LOCAL_MODEL_COST_MAP", "True")
+import harness_opt.llm.litellm_setup  # noqa: F401  (sets litellm's environment before anyone imports it)
 
 __version__ = "0.1.0"
 

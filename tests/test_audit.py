@@ -9,7 +9,7 @@ from harness_opt.evaluate.evaluator import EvalConfig, evaluate
 from harness_opt.records import ErrorEvent, LLMCallEvent, OutputEvent, RolloutKey, ToolCallEvent, Trace
 from harness_opt.testing import scripted_model
 from harness_opt.trust.audit import audit, audit_trace
-from tests.optimize_fixtures import SEED, SUITE
+from tests.support.optimize import SEED, SUITE
 
 
 def trace(events: list, **fields) -> Trace:

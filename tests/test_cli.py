@@ -7,6 +7,7 @@ import shutil
 import subprocess
 import sys
 from pathlib import Path
+from typing import Any
 
 import pytest
 from typer.testing import CliRunner
@@ -31,7 +32,7 @@ def cli(*args: str, cwd: Path | None = None) -> subprocess.CompletedProcess[str]
     )
 
 
-def test_eval_prints_summary_and_second_run_makes_no_calls():
+def test_eval_prints_summary_and_second_run_makes_no_calls() -> None:
     runner = CliRunner()
     with scripted_model("cli", lambda m, t, p: "card_arrival") as model:
         args = ["eval", str(SEED), "--suite", str(SUITE), "--limit", "3", "--model", model.model]
@@ -110,3 +111,132 @@ def test_trace_view_shows_user_turns():
     text = console.export_text()
     assert "[agent → user] Hi! How can I help?" in text and "I want to return a lamp." in text
     assert "(the user has left)" in text and "conversation ended: stop" in text
+
+
+# ------------------------------------------------------------ options derived from the config models
+
+
+def all_options() -> list[tuple[str, Any]]:
+    """(command path, click option) for every option of every command."""
+    from harness_opt.cli.app import command
+
+    out: list[tuple[str, Any]] = []
+
+    def walk(cmd: Any, path: str) -> None:
+        out.extend((path, p) for p in cmd.params if p.param_type_name == "option")
+        for name, sub in getattr(cmd, "commands", {}).items():
+            walk(sub, f"{path} {name}".strip())
+
+    walk(command(), "")
+    return out
+
+
+def test_every_option_reads_its_environment_variable() -> None:
+    options = all_options()
+    assert len(options) > 60
+    for where, option in options:
+        long = next(o for o in option.opts if o.startswith("--"))
+        wanted = "HARNESS_OPT_" + long[2:].replace("-", "_").upper()
+        assert wanted in option.envvar, (where, long, option.envvar)
+
+
+@pytest.mark.parametrize(
+    ("command_name", "model_path", "skipped"),
+    [
+        ("optimize", "harness_opt.search.config:OptimizeConfig", {"harness", "suite", "llm.cache"}),
+        (
+            "eval",
+            "harness_opt.evaluate.evaluator:EvalConfig",
+            {"task_ids", "trial_offset", "allow_test", "llm.cache"},
+        ),
+    ],
+)
+def test_every_config_field_is_an_option_with_its_help_and_default(
+    command_name: str, model_path: str, skipped: set[str]
+) -> None:
+    """A field added to the config model is an option of the command, with nothing to restate."""
+    import importlib
+
+    from pydantic import BaseModel
+
+    module, name = model_path.split(":")
+    model: type[BaseModel] = getattr(importlib.import_module(module), name)
+    options = {
+        next(o for o in p.opts if o.startswith("--")): p for w, p in all_options() if w == command_name
+    }
+
+    def fields(cls: type[BaseModel], prefix: str, default: Any) -> list[tuple[str, Any, Any]]:
+        out = []
+        for field_name, info in cls.model_fields.items():
+            dotted = f"{prefix}{field_name}"
+            value = info.get_default(call_default_factory=True)
+            value = getattr(default, field_name) if default is not None else value
+            inner = [
+                a for a in getattr(info.annotation, "__args__", (info.annotation,)) if a is not type(None)
+            ]
+            if isinstance(inner[0], type) and issubclass(inner[0], BaseModel):
+                out += fields(inner[0], f"{dotted}.", value)
+            elif dotted not in skipped:
+                extra = info.json_schema_extra if isinstance(info.json_schema_extra, dict) else {}
+                out.append((str(extra.get("option", field_name)), info, value))
+        return out
+
+    for option_name, info, default in fields(model, "", None):
+        flag = "--" + option_name.replace("_", "-")
+        assert flag in options, (command_name, flag)
+        assert options[flag].help == (info.description or ""), flag
+        if isinstance(default, (int, str, bool)) and not isinstance(default, float):
+            assert options[flag].default == default, (flag, options[flag].default, default)
+
+
+def test_choices_come_from_the_model() -> None:
+    result = cli("optimize", str(SEED), "--suite", str(SUITE), "--proposer", "nope")
+    assert result.returncode == 2 and "operators" in result.stderr and "Traceback" not in result.stderr
+
+
+@pytest.mark.parametrize(
+    ("args", "env", "expected"),
+    [
+        (["--trials", "0"], {}, "--trials: Input should be greater than or equal to 1"),
+        ([], {"HARNESS_OPT_VAL_LIMIT": "0"}, "--val-limit: Input should be greater than or equal to 1"),
+        (["--budget", "soon"], {}, "--budget: cannot read the duration 'soon'"),
+        (["--alpha", "2"], {}, "--alpha: Input should be less than 1"),
+    ],
+)
+def test_a_value_the_model_refuses_is_one_line_naming_the_option(
+    args: list[str], env: dict[str, str], expected: str
+) -> None:
+    result = subprocess.run(
+        [sys.executable, "-m", "harness_opt.cli.app", "optimize", str(SEED), "--suite", str(SUITE), *args],
+        capture_output=True,
+        text=True,
+        cwd=REPO,
+        env={**os.environ, "COLUMNS": "200", **env},
+        timeout=120,
+    )
+    assert result.returncode == 2, result.stdout + result.stderr
+    assert result.stderr.startswith("error:") and "Traceback" not in result.stderr
+    assert expected in result.stderr and len(result.stderr.strip().splitlines()) == 1
+
+
+def test_derivation_flattens_nested_models_and_reads_literals() -> None:
+    from typing import Literal
+
+    from pydantic import BaseModel, Field
+
+    from harness_opt.cli.options import field_options
+    from harness_opt.search.budget import Duration
+
+    class Inner(BaseModel):
+        wait_s: Duration = Field(default=60.0, description="How long.", json_schema_extra={"option": "wait"})
+
+    class Outer(BaseModel):
+        mode: Literal["a", "b"] = Field(default="a", description="Which.")
+        inner: Inner = Field(default_factory=Inner)
+        tags: list[str] = Field(default_factory=list, description="Tags.")
+
+    options = {o.name: o for o in field_options(Outer)}
+    assert set(options) == {"mode", "wait", "tags"}
+    assert options["wait"].path == ("inner", "wait_s") and options["wait"].flag == "--wait"
+    assert options["wait"].annotation is str and options["wait"].default == "60"  # parsed by the model
+    assert options["mode"].default == "a" and options["mode"].help == "Which."

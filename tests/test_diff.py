@@ -16,7 +16,7 @@ from harness_opt.harness.lineage import create_version
 from harness_opt.harness.version import HarnessVersion
 from harness_opt.ledger import Ledger
 from harness_opt.report.compare import diff
-from tests.test_report_fixtures import A, B, small_ledger
+from tests.support.ledger import A, B, small_ledger
 
 REPO = Path(__file__).resolve().parents[1]
 SEED = REPO / "harnesses" / "banking77" / "v0001"

@@ -4,17 +4,16 @@ from __future__ import annotations
 
 import shutil
 from pathlib import Path
-from typing import Any
 
 import pytest
 
 from harness_opt.records import Score, Task
 from harness_opt.search.budget import Budget
-from harness_opt.suites.base import NoTools
 from harness_opt.testing import scripted_model
 from harness_opt.trust.doctor import _check_scorer, _check_splits, doctor
 from harness_opt.trust.report import CheckReport
-from tests.optimize_fixtures import SEED, SUITE, gold_by_text
+from tests.support.optimize import SEED, SUITE, gold_by_text
+from tests.support.suites import FakeSuite
 
 
 def lines(report: CheckReport) -> dict[str, tuple[str, str]]:
@@ -54,28 +53,6 @@ def test_a_harness_carrying_test_data_fails(tmp_path: Path) -> None:
     (leaked / "data" / "cheat.txt").write_text(f"{task.input['text']} -> {task.expected}\n")
     report = doctor(SUITE, leaked, model="openai/gpt-4o-mini")
     assert lines(report)["test sealed"][0] == "FAIL" and task.id in lines(report)["test sealed"][1]
-
-
-class FakeSuite:
-    name = "fake"
-    path = Path(".")
-    deterministic_scorer = True
-
-    def __init__(self, splits: dict[str, list[Task]], scorer: Any = None) -> None:
-        self.splits = splits
-        self.scorer = scorer
-
-    def split_names(self) -> tuple[str, ...]:
-        return tuple(self.splits)
-
-    def tasks(self, split: str) -> list[Task]:
-        return self.splits[split]
-
-    def environment(self, task: Task) -> NoTools:
-        return NoTools()
-
-    def score(self, task: Task, output: Any, env: Any) -> Score:
-        return self.scorer(task, output)
 
 
 def t(task_id: str, text: str) -> Task:

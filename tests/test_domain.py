@@ -1,4 +1,5 @@
-"""The Domain seam: which domain a suite gets, what each may edit, and the training run parser."""
+"""The Domain seam: which domain a suite gets, what each may edit and how it judges, and the training
+run parser."""
 
 from __future__ import annotations
 
@@ -7,28 +8,36 @@ from pathlib import Path
 import pytest
 
 from harness_opt.domains.agent_harness import AgentHarnessDomain
-from harness_opt.domains.base import domain_for_suite, resolve_target
-from harness_opt.domains.training_loop import TrainingDomain, TrainingSuite, parse_result_block
-from harness_opt.domains.training_search import scalar_noise
+from harness_opt.domains.target import resolve_target
+from harness_opt.domains.training import TrainingDomain
+from harness_opt.domains.training_loop import TrainingSuite, parse_result_block
 from harness_opt.errors import UserError
 from harness_opt.propose.base import HistoryEntry, ProposalInput
 from harness_opt.propose.operators.training import TrainingOperatorsProposer
+from harness_opt.search.acceptance import scalar_noise
+from harness_opt.search.candidates import outside_editable
+from harness_opt.search.domain import domain_for_suite
 from harness_opt.suites.loader import load_suite
 
 REPO = Path(__file__).resolve().parent.parent
 
 
 def test_domain_is_chosen_by_suite_toml() -> None:
-    assert isinstance(domain_for_suite(REPO / "tasks" / "banking77"), AgentHarnessDomain)
+    agent = domain_for_suite(REPO / "tasks" / "banking77")
+    assert isinstance(agent, AgentHarnessDomain)
+    assert (agent.acceptance, agent.direction) == ("paired", "max") and "tools.json" in agent.editable
     training = domain_for_suite(REPO / "tasks" / "nanogpt")
     assert isinstance(training, TrainingDomain)
-    assert training.score_direction == "min" and training.editable == ("train.py",)
+    assert (training.acceptance, training.direction) == ("scalar", "min")
+    assert training.editable == ("train.py",)
+    assert domain_for_suite(REPO / "tasks" / "nanogpt") is not training  # one per run: it holds the run
 
 
-def test_unknown_domain_is_a_user_error(tmp_path: Path) -> None:
+def test_unknown_domain_is_a_user_error_naming_the_known_ones(tmp_path: Path) -> None:
     (tmp_path / "suite.toml").write_text('domain = "chess"\n[suite]\nname = "x"\n')
-    with pytest.raises(UserError, match="unknown domain 'chess'"):
+    with pytest.raises(UserError, match="unknown domain 'chess'") as err:
         domain_for_suite(tmp_path)
+    assert "agent-harness, training" in err.value.message
 
 
 def test_training_suite_loads_through_the_generic_loader() -> None:
@@ -46,12 +55,10 @@ def test_resolve_target_accepts_a_training_suite_folder_alone() -> None:
 
 
 def test_prepare_py_and_manifest_are_outside_the_training_editable_set() -> None:
-    domain = TrainingDomain()
-    assert domain.outside_editable({"train.py": "x", "prepare.py": "y", "harness.toml": "z"}) == [
-        "harness.toml",
-        "prepare.py",
-    ]
-    assert AgentHarnessDomain().outside_editable({"agent.py": "", "prompts/a.j2": "", "x.sh": ""}) == ["x.sh"]
+    edits: dict[str, str | None] = {"train.py": "x", "prepare.py": "y", "harness.toml": "z"}
+    assert outside_editable(edits, TrainingDomain.editable) == ["harness.toml", "prepare.py"]
+    agent_edits: dict[str, str | None] = {"agent.py": "", "prompts/a.j2": "", "x.sh": ""}
+    assert outside_editable(agent_edits, AgentHarnessDomain.editable) == ["x.sh"]
 
 
 def test_result_block_is_the_last_dash_block() -> None:

@@ -12,7 +12,7 @@ from typer.testing import CliRunner
 from harness_opt.ledger import Ledger
 from harness_opt.ledger.queries import latest_rollouts_sql
 from harness_opt.report.leaderboard import leaderboard, pareto_set
-from tests.test_report_fixtures import A, B, C, D, small_ledger
+from tests.support.ledger import A, B, C, D, small_ledger
 
 
 def test_rows_match_hand_computed_figures():
@@ -120,7 +120,7 @@ def test_task_interval_equals_mean_ci_clustered(means: list[float]):
 
 
 def test_cached_aggregates_follow_new_rows():
-    from tests.test_report_fixtures import _r
+    from tests.support.ledger import _r
 
     ledger = small_ledger()
     (first,) = leaderboard("toy", ledger=ledger)

@@ -1,24 +1,32 @@
-"""The optimize loop with a scripted task model and scripted proposers: acceptance, invalid candidates,
-sealed test, decisions in the ledger, the plot, and the llm proposer editing prompts, tools and code."""
+"""The optimize loop on the agent-harness domain, with a scripted task model and scripted proposers:
+acceptance, invalid candidates (whatever breaks them), the sealed test, decisions in the ledger, and
+the llm proposer editing prompts, tools and code."""
 
 from __future__ import annotations
 
+import itertools
 import json
 import shutil
 from pathlib import Path
+from typing import Any
 
 import pytest
 
+from harness_opt.harness.version import HarnessVersion
 from harness_opt.ledger import Ledger
+from harness_opt.propose.base import Proposal
+from harness_opt.report.progress_plot import plot_progress
 from harness_opt.search.budget import Budget
 from harness_opt.search.config import OptimizeConfig
 from harness_opt.search.loop import optimize
+from harness_opt.search.records import CandidateRecord
 from harness_opt.testing import scripted_model
-from tests.optimize_fixtures import (
+from tests.support.optimize import (
     MARKER,
     SEED,
     SUITE,
     ScriptedProposer,
+    chat_reply,
     gold_by_text,
     marker_rounds,
     prompt_sensitive_responder,
@@ -38,7 +46,12 @@ def seed_copy(tmp_path: Path) -> Path:
     return dst
 
 
-def test_loop_keeps_only_the_real_gain(seed_copy: Path, gold: dict[str, str]):
+def version_of(seed: Path, record: CandidateRecord) -> HarnessVersion:
+    """The version directory a candidate record names (a sibling of the seed)."""
+    return HarnessVersion.load(seed.parent / record.label.split("@")[-1])
+
+
+def test_loop_keeps_only_the_real_gain(seed_copy: Path, gold: dict[str, str]) -> None:
     ledger = Ledger()
     proposer = ScriptedProposer(marker_rounds())
     with scripted_model("task", prompt_sensitive_responder(gold)) as model:
@@ -62,7 +75,7 @@ def test_loop_keeps_only_the_real_gain(seed_copy: Path, gold: dict[str, str]):
         ("whitespace", "rejected"),
         ("think-first", "accepted"),
     ]
-    assert "no further proposals" in result.stop_reason
+    assert result.stop == "no_proposals" and result.status == "finished"
     assert result.baseline_val.score == 0.0 and result.best_val.score == 1.0
     # the sealed test split: evaluated once at the end, for baseline and best
     assert result.baseline_test is not None and result.best_test is not None
@@ -74,24 +87,42 @@ def test_loop_keeps_only_the_real_gain(seed_copy: Path, gold: dict[str, str]):
     test_rows = ledger.query("SELECT count(*) AS n FROM rollouts WHERE split = 'test'")[0]["n"]
     assert test_rows == 40  # 20 tasks x (baseline + best), nothing else touched test
     decisions = ledger.query(
-        "SELECT accepted, reason FROM decisions WHERE run_id = ? ORDER BY created", [result.run_id]
+        "SELECT accepted, reason, detail FROM decisions WHERE run_id = ? ORDER BY created", [result.run_id]
     )
     assert [d["accepted"] for d in decisions] == [False, False, False, False, False, True]
     assert "significant gain" in decisions[-1]["reason"]
-    assert result.plot is not None and Path(result.plot).stat().st_size > 10_000
+    # the ledger's rows are the result's records (what --resume and the report read back)
+    details = [CandidateRecord.model_validate_json(d["detail"]) for d in decisions]
+    assert details == result.candidates
+    # the proposer's history: earlier iterations only, the baseline never counted as a try
+    assert [len(inp.history) for inp in proposer.inputs] == [0, 3, 4, 5]
 
 
-def test_noise_blocks_a_gain_smaller_than_the_rerun_spread(seed_copy: Path, gold: dict[str, str]):
-    """A model that flips answers between the baseline and its rerun has noise; a tiny gain is refused."""
-    import itertools
+def test_the_plot_is_drawn_by_the_caller(seed_copy: Path, gold: dict[str, str], tmp_path: Path) -> None:
+    with scripted_model("task-plot", prompt_sensitive_responder(gold)) as model:
+        config = OptimizeConfig(
+            harness=seed_copy,
+            suite=SUITE,
+            model=model.model,
+            val_limit=10,
+            train_sample=3,
+            budget=Budget(iterations=3),
+            skip_test=True,
+        )
+        result = optimize(config, proposer=ScriptedProposer(marker_rounds()[1:]))
+    assert result.plot is None  # the loop only reports
+    path = plot_progress(result, tmp_path / "p.png")
+    assert path.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n" and path.stat().st_size > 10_000
 
+
+def test_noise_measured_on_the_baseline_reaches_the_decision(seed_copy: Path, gold: dict[str, str]) -> None:
+    """A model that flips answers between the baseline and its rerun has noise, and the decision on a
+    candidate is taken against that noise (its reason names it)."""
     counter = itertools.count()
-    val_texts = [t for t, _ in gold.items()]
 
-    def flaky(messages, tools, params):
+    def flaky(messages: list[dict[str, Any]], tools: Any, params: dict[str, Any]) -> str:
         text = messages[-1]["content"].strip()
-        n = next(counter)
-        return gold.get(text, "x") if n % 2 == 0 else "wrong"
+        return gold.get(text, "x") if next(counter) % 2 == 0 else "wrong"
 
     rounds = [[marker_rounds()[1][0]]]
     with scripted_model("flaky", flaky) as model:
@@ -105,35 +136,119 @@ def test_noise_blocks_a_gain_smaller_than_the_rerun_spread(seed_copy: Path, gold
             skip_test=True,
         )
         result = optimize(config, proposer=ScriptedProposer(rounds))
-    assert val_texts  # gold is loaded
-    assert result.noise > 0
-    assert [c.outcome for c in result.candidates[1:]] == ["rejected"]
+    assert result.noise > 0.1
+    [candidate] = result.candidates[1:]
+    assert candidate.outcome == "rejected" and f"noise {result.noise:.3f}" in candidate.reason
     assert result.best_label == result.baseline_label
+    assert result.stop == "iterations"
 
 
-def test_llm_proposer_edits_prompts_tools_and_code(seed_copy: Path, gold: dict[str, str]):
-    from tests.test_propose_llm import chat_reply
+def test_any_exception_loading_a_candidate_makes_it_invalid_and_the_loop_goes_on(
+    seed_copy: Path, gold: dict[str, str]
+) -> None:
+    """A tools.json nested deeper than the JSON parser recurses raises RecursionError, not a
+    UserError; it is one invalid candidate, and the next round still finds the gain."""
+    deep = "[" * 100_000 + "]" * 100_000
+    with pytest.raises(RecursionError):
+        json.loads(deep)
+    system = (seed_copy / "prompts" / "system.j2").read_text()
+    rounds = [
+        [Proposal(proposer="scripted", mechanism="deep-tools", hypothesis="x", edits={"tools.json": deep})],
+        [
+            Proposal(
+                proposer="scripted",
+                mechanism="think-first",
+                hypothesis="asking to think helps",
+                edits={"prompts/system.j2": MARKER + "\n" + system},
+            )
+        ],
+    ]
+    with scripted_model("task-deep", prompt_sensitive_responder(gold)) as model:
+        config = OptimizeConfig(
+            harness=seed_copy,
+            suite=SUITE,
+            model=model.model,
+            val_limit=10,
+            train_sample=3,
+            budget=Budget(iterations=3),
+            skip_test=True,
+        )
+        result = optimize(config, proposer=ScriptedProposer(rounds))
+    by_mechanism = {c.mechanism: c for c in result.candidates}
+    assert by_mechanism["deep-tools"].outcome == "invalid"
+    assert "RecursionError" in by_mechanism["deep-tools"].reason
+    assert by_mechanism["think-first"].outcome == "accepted"
+    assert sorted(p.name for p in seed_copy.parent.iterdir()) == ["v0001", "v0002"]  # nothing left behind
 
+
+def test_a_check_that_breaks_on_a_candidate_makes_it_invalid(
+    seed_copy: Path, gold: dict[str, str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The scan (or the smoke test) raising on one candidate is that candidate's problem."""
+    import harness_opt.domains.agent_harness as agent_harness
+
+    real_scan = agent_harness.scan_and_record
+
+    def scan(candidate: HarnessVersion, *args: Any, **kwargs: Any) -> Any:
+        if "broken" in (candidate.path / "prompts" / "system.j2").read_text():
+            raise RecursionError("maximum recursion depth exceeded")
+        return real_scan(candidate, *args, **kwargs)
+
+    monkeypatch.setattr(agent_harness, "scan_and_record", scan)
+    system = (seed_copy / "prompts" / "system.j2").read_text()
+    rounds = [
+        [
+            Proposal(
+                proposer="scripted",
+                mechanism="breaks-the-scan",
+                hypothesis="x",
+                edits={"prompts/system.j2": "broken\n" + system},
+            ),
+            Proposal(
+                proposer="scripted",
+                mechanism="think-first",
+                hypothesis="asking to think helps",
+                edits={"prompts/system.j2": MARKER + "\n" + system},
+            ),
+        ]
+    ]
+    with scripted_model("task-scan", prompt_sensitive_responder(gold)) as model:
+        config = OptimizeConfig(
+            harness=seed_copy,
+            suite=SUITE,
+            model=model.model,
+            val_limit=10,
+            train_sample=3,
+            budget=Budget(iterations=1),
+            skip_test=True,
+            parallel=2,
+        )
+        result = optimize(config, proposer=ScriptedProposer(rounds))
+    by_mechanism = {c.mechanism: c for c in result.candidates}
+    assert by_mechanism["breaks-the-scan"].outcome == "invalid"
+    assert "cannot be checked: RecursionError" in by_mechanism["breaks-the-scan"].reason
+    assert by_mechanism["think-first"].outcome == "accepted"
+
+
+def test_llm_proposer_edits_prompts_tools_and_code(seed_copy: Path, gold: dict[str, str]) -> None:
     system = (seed_copy / "prompts" / "system.j2").read_text()
     agent = (seed_copy / "agent.py").read_text()
-    tools = json.dumps(
-        [
-            {
-                "type": "function",
-                "function": {
-                    "name": "lookup_faq",
-                    "description": "Look up the FAQ entry for an intent.",
-                    "parameters": {"type": "object", "properties": {"intent": {"type": "string"}}},
-                },
-            }
-        ]
-    )
+    tools = [
+        {
+            "type": "function",
+            "function": {
+                "name": "lookup_faq",
+                "description": "Look up the FAQ entry for an intent.",
+                "parameters": {"type": "object", "properties": {"intent": {"type": "string"}}},
+            },
+        }
+    ]
+    lowercase = agent.replace(".strip()", ".strip().lower()")
+    assert lowercase != agent
     replies = [
         chat_reply("think-first", [{"path": "prompts/system.j2", "content": MARKER + "\n" + system}]),
-        chat_reply("faq-tool", [{"path": "tools.json", "content": tools}]),
-        chat_reply(
-            "lowercase", [{"path": "agent.py", "content": agent.replace(".strip()", ".strip().lower()")}]
-        ),
+        chat_reply("faq-tool", [{"path": "tools.json", "content": json.dumps(tools)}]),
+        chat_reply("lowercase", [{"path": "agent.py", "content": lowercase}]),
     ]
     with (
         scripted_model("task2", prompt_sensitive_responder(gold)) as task,
@@ -160,14 +275,28 @@ def test_llm_proposer_edits_prompts_tools_and_code(seed_copy: Path, gold: dict[s
     # the meta-model read raw failing train traces
     first_prompt = json.dumps(meta.calls[0].messages)
     assert "expected:" in first_prompt and "not_a_label" in first_prompt
-    edited = {p.name for c in by_mechanism.values() for p in [Path(result.best_path)]}
-    assert edited
+    # each candidate is its parent with exactly the file its reply edited
+    seed = HarnessVersion.load(seed_copy)
+    prompt_v = version_of(seed_copy, by_mechanism["think-first"])
+    tools_v = version_of(seed_copy, by_mechanism["faq-tool"])
+    code_v = version_of(seed_copy, by_mechanism["lowercase"])
+    assert MARKER in prompt_v.files()["prompts/system.j2"].decode()
+    assert json.loads(tools_v.files()["tools.json"]) == tools
+    assert code_v.files()["agent.py"].decode() == lowercase
+    for version, edited in ((prompt_v, "prompts/system.j2"), (tools_v, "tools.json"), (code_v, "agent.py")):
+        parent = version_of(seed_copy, _record_by_hash(result.candidates, version.manifest.harness.parent))
+        changed = {p for p, b in version.files().items() if parent.files().get(p) != b}
+        assert changed - {"harness.toml"} == {edited}, (version.label, changed)  # + its provenance
+    assert seed.files()["tools.json"] != tools_v.files()["tools.json"]
 
 
-def test_imported_production_traces_reach_the_llm_proposer(seed_copy: Path, gold: dict[str, str]):
+def _record_by_hash(records: list[CandidateRecord], wanted: str | None) -> CandidateRecord:
+    return next(r for r in records if r.hash == wanted)
+
+
+def test_imported_production_traces_reach_the_llm_proposer(seed_copy: Path, gold: dict[str, str]) -> None:
     """--evidence: labelled-failed production traces are shown to the meta-agent, beside train traces."""
     from harness_opt.traces_import import import_traces
-    from tests.test_propose_llm import chat_reply
 
     sample = Path(__file__).resolve().parents[1] / "examples" / "acme-support" / "production" / "openai.jsonl"
     stored, traces = import_traces(sample, "openai-jsonl", name="prod", label=False)

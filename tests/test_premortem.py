@@ -6,8 +6,8 @@ from typing import Any
 
 from harness_opt.records import Score, Task
 from harness_opt.trust.premortem import FLATTERY, premortem, run_probes
-from tests.optimize_fixtures import SUITE
-from tests.test_doctor import FakeSuite
+from tests.support.optimize import SUITE
+from tests.support.suites import FakeSuite
 
 
 def statuses(report: Any) -> dict[str, str]:

@@ -13,6 +13,7 @@ from harness_opt.propose.evidence import estimate_tokens, render_trace, select_t
 from harness_opt.propose.llm import LLMProposer, restrict_edits
 from harness_opt.records import LLMCallEvent, RolloutKey, Task, ToolCallEvent, Trace
 from harness_opt.testing.scripted import scripted_model
+from tests.support.optimize import chat_reply
 
 FILES = {
     "harness.toml": "[harness]\nname = 'clf'\n",
@@ -111,16 +112,6 @@ def make_input(**overrides: Any) -> ProposalInput:
     )
     values.update(overrides)
     return ProposalInput(**values)
-
-
-def chat_reply(mechanism: str, edits: list[dict[str, str]], hypothesis: str = "it will help") -> str:
-    """A reply in dspy ChatAdapter format: `[[ ## field ## ]]` sections, then the completed marker."""
-    return (
-        f"[[ ## analysis ## ]]\nThe model confuses labels.\n\n[[ ## mechanism ## ]]\n{mechanism}\n\n"
-        f"[[ ## hypothesis ## ]]\n{hypothesis}\n\n"
-        f"[[ ## changes ## ]]\n{json.dumps([f'change {mechanism}'])}\n\n"
-        f"[[ ## edits ## ]]\n{json.dumps(edits)}\n\n[[ ## completed ## ]]\n"
-    )
 
 
 NEW_PROMPT = "Classify the query. List of labels: {{ labels }}. Answer with the label only.\n"

@@ -19,7 +19,7 @@ from harness_opt.search.budget import Budget
 from harness_opt.search.config import OptimizeConfig
 from harness_opt.search.loop import optimize
 from harness_opt.testing import scripted_model
-from tests.optimize_fixtures import SEED, SUITE, ScriptedProposer, gold_by_text, marker_rounds
+from tests.support.optimize import SEED, SUITE, ScriptedProposer, gold_by_text, marker_rounds
 
 CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
 CHROMEDRIVER = shutil.which("chromedriver")

@@ -11,7 +11,7 @@ from harness_opt.cli.app import app
 from harness_opt.domains.experiments import experiment_rows
 from harness_opt.ledger import Ledger
 from harness_opt.ledger.rows import ExperimentRow
-from tests.nanogpt_fixtures import training_copy
+from tests.support.nanogpt import training_copy
 
 
 def test_skypilot_wave_has_a_single_gpu_task_per_experiment(tmp_path: Path) -> None:

@@ -1,16 +1,16 @@
 """The `harness-opt` command: a thin typer layer over the library, one module per command group.
 
-Every option can also come from a `HARNESS_OPT_<OPTION>` environment variable. A `UserError` (bad
-path, malformed harness, unknown split or model) prints one red line and exits 2; anything else is a
-bug and keeps its traceback.
+Every option can also come from a `HARNESS_OPT_<OPTION>` environment variable (`with_env_vars`). A
+`UserError` (bad path, malformed harness, unknown split or model, an option the config model
+refuses) prints one red line and exits 2; anything else is a bug and keeps its traceback.
 """
 
 from __future__ import annotations
 
-import os
 import sys
-
-os.environ.setdefault("LITELLM_LOCAL_MODEL_COST_MAP", "True")  # importing litellm must not hit the network
+from collections.abc import Iterator
+from functools import cache
+from typing import Any
 
 import typer
 from rich.console import Console
@@ -68,10 +68,45 @@ def _register() -> None:
 
 _register()
 
+ENV_PREFIX = "HARNESS_OPT_"
+
+
+def _commands(command: Any) -> Iterator[Any]:
+    """A command and all its subcommands (typer's own copy of click: duck-typed)."""
+    yield command
+    for sub in getattr(command, "commands", {}).values():
+        yield from _commands(sub)
+
+
+def env_var(option: Any) -> str:
+    """`--val-limit` -> HARNESS_OPT_VAL_LIMIT (the long name, or the first one given)."""
+    long = [o for o in option.opts if o.startswith("--")] or option.opts
+    return ENV_PREFIX + long[0].lstrip("-").replace("-", "_").upper()
+
+
+def with_env_vars(command: Any) -> Any:
+    """Give every option of every command its `HARNESS_OPT_<OPTION>` variable, derived from its name.
+    An option that already read another variable keeps it as a second name."""
+    for cmd in _commands(command):
+        for param in cmd.params:
+            if param.param_type_name != "option" or param.hidden:
+                continue
+            before = [param.envvar] if isinstance(param.envvar, str) else list(param.envvar or [])
+            name = env_var(param)
+            param.envvar = [name, *(e for e in before if e != name)]
+            param.show_envvar = True
+    return command
+
+
+@cache
+def command() -> Any:
+    """The click command of the app, with the environment variables (what `main` runs)."""
+    return with_env_vars(typer.main.get_command(app))
+
 
 def main() -> None:
     try:
-        app()
+        command()(prog_name="harness-opt")
     except UserError as exc:
         err_console.print(f"[bold red]error:[/] {exc.message}", highlight=False, soft_wrap=True)
         sys.exit(2)

@@ -17,10 +17,17 @@ from rich.progress import (
 )
 from rich.table import Table
 
+from harness_opt.cli.options import Options, derived
 from harness_opt.cli.suite_options import DataOption, UserModelOption, load_suite_with_options
+from harness_opt.evaluate.evaluator import EvalConfig
 
 if TYPE_CHECKING:
     from harness_opt.evaluate.evaluator import EvalResult
+
+EVAL_INTERNAL = {"task_ids", "trial_offset", "allow_test", "llm.cache"}
+"""EvalConfig fields the loop sets, not a person: a task subset, noise-rerun trial numbers, the
+sealed-split consent (asking for --split test is the consent), and the cache switch `--llm-cache`
+already is."""
 
 
 def render_result(result: EvalResult, console: Console) -> None:
@@ -57,82 +64,34 @@ def render_result(result: EvalResult, console: Console) -> None:
 
 def register(app: typer.Typer) -> None:
     @app.command("eval")
+    @derived(EvalConfig, exclude=EVAL_INTERNAL)
     def eval_command(
         harness: Annotated[
             Path, typer.Argument(help="Harness version: a directory (harnesses/banking77/v0001) or agent@vN.")
         ],
-        suite: Annotated[
-            Path, typer.Option(help="Suite folder with a suite.toml.", envvar="HARNESS_OPT_SUITE")
-        ],
-        split: Annotated[
-            str,
-            typer.Option(
-                help="train, val or test (test is sealed: asking here is consent).",
-                envvar="HARNESS_OPT_SPLIT",
-            ),
-        ] = "val",
-        trials: Annotated[
-            int, typer.Option(min=1, help="Rollouts per task (k).", envvar="HARNESS_OPT_TRIALS")
-        ] = 1,
-        model: Annotated[
-            str | None,
-            typer.Option(help="litellm model string; default from harness.toml.", envvar="HARNESS_OPT_MODEL"),
-        ] = None,
-        concurrency: Annotated[
-            int, typer.Option(min=1, help="Rollouts in flight.", envvar="HARNESS_OPT_CONCURRENCY")
-        ] = 4,
-        limit: Annotated[
-            int | None,
-            typer.Option(min=1, help="Only the first N tasks of the split.", envvar="HARNESS_OPT_LIMIT"),
-        ] = None,
-        isolation: Annotated[
-            str, typer.Option(help="Sandbox: auto, bwrap, unshare or none.", envvar="HARNESS_OPT_ISOLATION")
-        ] = "auto",
-        no_cache: Annotated[
-            bool, typer.Option("--no-cache", help="Do not serve model calls from the response cache.")
-        ] = False,
-        no_reuse: Annotated[
-            bool, typer.Option("--no-reuse", help="Re-run rollouts already in the ledger.")
-        ] = False,
-        api_base: Annotated[
-            str | None,
-            typer.Option(help="Base URL of an OpenAI-compatible server.", envvar="HARNESS_OPT_API_BASE"),
-        ] = None,
+        suite: Annotated[Path, typer.Option(help="Suite folder with a suite.toml.")],
         json_out: Annotated[bool, typer.Option("--json", help="Print the summary as JSON.")] = False,
         user_model: UserModelOption = None,
         data: DataOption = None,
+        *,
+        options: Options,
     ) -> None:
         """Evaluate HARNESS on one split of a suite: k trials per task, one trace and one ledger row each.
 
-        Re-running the same version, suite, split, trials and model makes no model calls: finished
-        rollouts are served from the ledger.
+        Asking for --split test is consent to open the sealed split. Re-running the same version, suite,
+        split, trials and model makes no model calls: finished rollouts are served from the ledger.
         """
-        from harness_opt.errors import UserError
-        from harness_opt.evaluate.evaluator import EvalConfig, evaluate
-        from harness_opt.llm.client import LLMConfig
-
-        if isolation not in ("auto", "bwrap", "unshare", "none"):
-            raise UserError(f"unknown isolation '{isolation}'", fix="use auto, bwrap, unshare or none")
-        config = EvalConfig(
-            split=split,
-            trials=trials,
-            model=model,
-            concurrency=concurrency,
-            limit=limit,
-            isolation=isolation,  # type: ignore[arg-type]
-            llm_cache=not no_cache,
-            reuse=not no_reuse,
-            allow_test=(split == "test"),
-            llm=LLMConfig(api_base=api_base),
-        )
+        from harness_opt.evaluate.evaluator import evaluate
         from harness_opt.harness.lineage import resolve_version
         from harness_opt.harness.version import HarnessVersion
         from harness_opt.llm.catalog import validate_model
 
+        given = options.given()
+        config = options.build(EvalConfig, allow_test=given.get("split") == "test")
         # Bad input fails here, before the progress bar is drawn.
         version = HarnessVersion.load(resolve_version(str(harness)))
         suite_obj = load_suite_with_options(suite, user_model=user_model, data=data)
-        validate_model(model or version.manifest.model.name)
+        validate_model(config.model or version.manifest.model.name)
         console = Console()
         with Progress(
             TextColumn("[bold]{task.description}"),

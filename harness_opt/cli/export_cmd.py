@@ -110,7 +110,7 @@ def register(app: typer.Typer) -> None:
 
 def _export_skypilot(harness: Path, suite: Path, out: Path) -> None:
     """HARNESS is one training version dir, or an agent dir (every vNNNN in it is one experiment)."""
-    from harness_opt.domains.training_loop import TrainingDomain
+    from harness_opt.domains.training_loop import load_training_suite
     from harness_opt.export.skypilot import export_skypilot
     from harness_opt.harness.lineage import resolve_version, version_dirs
     from harness_opt.harness.version import HarnessVersion
@@ -121,5 +121,5 @@ def _export_skypilot(harness: Path, suite: Path, out: Path) -> None:
         if dirs
         else [HarnessVersion.load(resolve_version(str(harness)))]
     )
-    folder = export_skypilot(versions, TrainingDomain().load_suite(suite), out)
+    folder = export_skypilot(versions, load_training_suite(suite), out)
     typer.echo(f"wrote {folder}: {len(versions)} experiments; start them with bash {folder}/launch.sh")

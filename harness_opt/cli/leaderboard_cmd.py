@@ -100,7 +100,7 @@ def register(app: typer.Typer) -> None:
         import json
         from pathlib import Path
 
-        from harness_opt.domains.base import suite_domain_name
+        from harness_opt.search.domain import suite_domain_name
 
         if experiments or (suite and suite_domain_name(Path(suite)) == "training"):
             print_experiments(run, as_json)

@@ -12,8 +12,11 @@ from rich.panel import Panel
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
+from harness_opt.cli.options import Options, derived
+from harness_opt.search.config import OptimizeConfig
+
 if TYPE_CHECKING:
-    from harness_opt.search.records import CandidateRecord, OptimizeResult
+    from harness_opt.search.records import CandidateRecord, OptimizeResult, SplitFigures
 
 _STYLE = {"accepted": "green", "rejected": "yellow", "invalid": "red", "baseline": "cyan"}
 
@@ -103,17 +106,23 @@ class LineDisplay:
 
 def render_summary(result: OptimizeResult, console: Console) -> None:
     table = Table(title=f"optimize {result.run_id} · model {result.model}")
-    table.add_column("")
+    better = "higher" if result.direction == "max" else "lower"
+    table.add_column(f"{result.metric} ({better} is better)")
     table.add_column("val (95% CI)", justify="right")
-    table.add_column("test (95% CI)", justify="right")
+    with_test = result.baseline_test is not None
+    if with_test:
+        table.add_column("test (95% CI)", justify="right")
 
-    def fmt(fig: object) -> str:
+    def fmt(fig: SplitFigures | None) -> str:
         if fig is None:
             return "-"
-        return f"{fig.score:.3f} [{fig.ci[0]:.3f}, {fig.ci[1]:.3f}] n={fig.n_tasks}"  # type: ignore[attr-defined]
+        return f"{fig.score:.3f} [{fig.ci[0]:.3f}, {fig.ci[1]:.3f}] n={fig.n_tasks}"
 
-    table.add_row(f"baseline {result.baseline_label}", fmt(result.baseline_val), fmt(result.baseline_test))
-    table.add_row(f"best {result.best_label}", fmt(result.best_val), fmt(result.best_test))
+    for name, val, test in (
+        (f"baseline {result.baseline_label}", result.baseline_val, result.baseline_test),
+        (f"best {result.best_label}", result.best_val, result.best_test),
+    ):
+        table.add_row(name, fmt(val), *([fmt(test)] if with_test else []))
     console.print(table)
     if result.test_p_value is not None:
         console.print(f"test: paired p-value best vs baseline = {result.test_p_value:.3g}")
@@ -134,141 +143,52 @@ def render_summary(result: OptimizeResult, console: Console) -> None:
         f"{n} candidates ({invalid} invalid) · {result.rollouts_run} rollouts run · "
         f"${result.cost_usd:.4f} · {result.elapsed_s / 60:.1f} min · stopped: {result.stop_reason}"
     )
-    console.print(f"best version: [bold]{result.best_path}[/]   noise (baseline rerun): {result.noise:.3f}")
+    console.print(f"best version: [bold]{result.best_path}[/]   noise (baseline repeats): {result.noise:.3f}")
     if result.plot:
         console.print(f"progress plot: {result.plot}")
     console.print(f"resume or extend: harness-opt optimize ... --resume {result.run_id}")
 
 
+def draw_plot(result: OptimizeResult) -> None:
+    """The progress plot, drawn here (the loop only reports): the run's folder in the home dir."""
+    try:
+        from harness_opt.report.progress_plot import plot_progress
+    except ImportError:  # matplotlib missing: the summary still stands
+        return
+    result.plot = str(plot_progress(result))
+
+
 def register(app: typer.Typer) -> None:
     @app.command("optimize")
+    @derived(OptimizeConfig, exclude={"harness", "suite", "llm.cache"})
     def optimize_command(
         harness: Annotated[
-            Path, typer.Argument(help="Seed harness version dir, e.g. harnesses/banking77/v0001.")
+            Path,
+            typer.Argument(
+                help="Seed harness version dir (harnesses/banking77/v0001), or a training suite folder."
+            ),
         ],
         suite: Annotated[
             Path | None,
-            typer.Option(
-                help="Suite folder (omit when HARNESS is a training suite folder).",
-                envvar="HARNESS_OPT_SUITE",
-            ),
-        ] = None,
-        proposer: Annotated[
-            str,
-            typer.Option(
-                help="operators (offline), llm (meta-model) or agent (coding-agent CLI).",
-                envvar="HARNESS_OPT_PROPOSER",
-            ),
-        ] = "operators",
-        budget: Annotated[
-            str, typer.Option(help="Wall time for the whole run, e.g. 20m, 8h.", envvar="HARNESS_OPT_BUDGET")
-        ] = "20m",
-        dollars: Annotated[
-            float | None, typer.Option(help="Stop when this much was spent.", envvar="HARNESS_OPT_DOLLARS")
-        ] = None,
-        iterations: Annotated[
-            int | None, typer.Option(help="Stop after N proposal rounds.", envvar="HARNESS_OPT_ITERATIONS")
-        ] = None,
-        rollouts: Annotated[
-            int | None, typer.Option(help="Stop after N new rollouts.", envvar="HARNESS_OPT_ROLLOUTS")
-        ] = None,
-        parallel: Annotated[
-            int, typer.Option(min=1, help="Candidates per iteration.", envvar="HARNESS_OPT_PARALLEL")
-        ] = 1,
-        meta_model: Annotated[
-            str | None, typer.Option(help="Model of the llm proposer.", envvar="HARNESS_OPT_META_MODEL")
-        ] = None,
-        agent_cmd: Annotated[
-            str | None, typer.Option(help="Command of the agent proposer.", envvar="HARNESS_OPT_AGENT_CMD")
-        ] = None,
-        model: Annotated[
-            str | None, typer.Option(help="Task model (default: harness.toml).", envvar="HARNESS_OPT_MODEL")
-        ] = None,
-        trials: Annotated[
-            int, typer.Option(min=1, help="Trials per val task.", envvar="HARNESS_OPT_TRIALS")
-        ] = 1,
-        concurrency: Annotated[
-            int, typer.Option(min=1, help="Rollouts in flight.", envvar="HARNESS_OPT_CONCURRENCY")
-        ] = 4,
-        alpha: Annotated[float, typer.Option(help="Significance level of the acceptance test.")] = 0.05,
-        val_limit: Annotated[int | None, typer.Option(help="Use the first N val tasks.")] = None,
-        test_limit: Annotated[int | None, typer.Option(help="Use the first N test tasks at the end.")] = None,
-        train_sample: Annotated[int, typer.Option(help="Train tasks run per iteration for evidence.")] = 40,
-        skip_test: Annotated[
-            bool, typer.Option("--skip-test", help="Leave the sealed test split untouched.")
-        ] = False,
-        stop_file: Annotated[Path | None, typer.Option(help="Touch this file to stop cleanly.")] = None,
-        evidence: Annotated[
-            list[Path] | None,
-            typer.Option(
-                help="Imported production traces (traces/imported/...) shown to the llm and agent proposers; "
-                "acceptance is still decided on the suite.",
-                envvar="HARNESS_OPT_EVIDENCE",
-            ),
+            typer.Option(help="Suite folder (omit when HARNESS is a training suite folder)."),
         ] = None,
         resume: Annotated[str | None, typer.Option(help="Continue an interrupted run by its id.")] = None,
-        seed: Annotated[int, typer.Option(help="Seed for sampling and proposers.")] = 0,
-        isolation: Annotated[str, typer.Option(help="Sandbox: auto, bwrap, unshare or none.")] = "auto",
-        force: Annotated[
-            bool, typer.Option("--force", help="Start even if `harness-opt doctor` reports a FAIL.")
-        ] = False,
-        executor: Annotated[
-            str,
-            typer.Option(
-                help="Training domain: local (one run per GPU) or ray.", envvar="HARNESS_OPT_EXECUTOR"
-            ),
-        ] = "local",
-        address: Annotated[
-            str | None,
-            typer.Option(help="Ray cluster address for --executor ray.", envvar="HARNESS_OPT_RAY_ADDRESS"),
-        ] = None,
+        *,
+        options: Options,
     ) -> None:
-        """Improve HARNESS overnight: learn from failing train traces, keep only real val gains.
+        """Improve HARNESS overnight: learn from evidence, keep only real gains on val.
 
-        The baseline is evaluated twice (noise), each candidate is validated (loads, renders, runs one
-        train task) before its val evaluation, and a paired per-task test decides. The sealed test
-        split is evaluated once at the end for the baseline and the best version. Kill it any time:
-        --resume RUN continues without re-running a finished rollout.
+        Agent harnesses: the baseline is evaluated twice (noise), each candidate is validated (loads,
+        renders, runs one train task) before its val evaluation, and a paired per-task test decides;
+        the sealed test split is evaluated once at the end. Training suites (tasks/nanogpt): the seed
+        trains with several seeds (noise), each candidate trains once, a gain must beat the noise.
+        Kill it any time: --resume RUN continues without re-running a finished rollout or run.
         """
-        from harness_opt.domains.base import resolve_target
-        from harness_opt.errors import UserError
-        from harness_opt.search.budget import Budget, parse_duration
-        from harness_opt.search.config import OptimizeConfig
+        from harness_opt.domains.target import resolve_target
         from harness_opt.search.loop import optimize
 
-        if proposer not in ("operators", "llm", "agent"):
-            raise UserError(f"unknown proposer '{proposer}'", fix="use operators, llm or agent")
-        if isolation not in ("auto", "bwrap", "unshare", "none"):
-            raise UserError(f"unknown isolation '{isolation}'", fix="use auto, bwrap, unshare or none")
-        if executor not in ("local", "ray"):
-            raise UserError(f"unknown executor '{executor}'", fix="use local or ray")
         harness, suite_dir = resolve_target(harness, suite)
-        config = OptimizeConfig(
-            harness=harness,
-            suite=suite_dir,
-            executor=executor,  # type: ignore[arg-type]
-            address=address,
-            proposer=proposer,  # type: ignore[arg-type]
-            meta_model=meta_model,
-            agent_cmd=agent_cmd,
-            budget=Budget(
-                wall_s=parse_duration(budget), dollars=dollars, iterations=iterations, rollouts=rollouts
-            ),
-            parallel=parallel,
-            trials=trials,
-            concurrency=concurrency,
-            model=model,
-            alpha=alpha,
-            val_limit=val_limit,
-            test_limit=test_limit,
-            train_sample=train_sample,
-            skip_test=skip_test,
-            stop_file=stop_file,
-            evidence=evidence or [],
-            seed=seed,
-            isolation=isolation,  # type: ignore[arg-type]
-            force=force,
-        )
+        config = options.build(OptimizeConfig, harness=harness, suite=suite_dir)
         console = Console()
         if console.is_terminal:
             display = LiveDisplay(console)
@@ -276,4 +196,5 @@ def register(app: typer.Typer) -> None:
                 result = optimize(config, display=display, resume=resume)
         else:
             result = optimize(config, display=LineDisplay(console), resume=resume)
+        draw_plot(result)
         render_summary(result, console)

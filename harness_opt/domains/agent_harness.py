@@ -1,58 +1,302 @@
-"""The agent-harness domain: prompts + tools + agent.py, evaluated in the sandbox on suite tasks.
+"""The agent-harness domain: prompts + tools + agent.py, evaluated in the sandbox on a suite's tasks.
 
-It wraps what exists (suite loader, evaluator, trust scan, the paired optimize loop) behind the
-Domain protocol; the behaviour of the agent-harness loop is unchanged.
+Baseline: the seed on val twice (the rerun, response cache off, measures noise) after the doctor's
+pre-flight. A candidate is scanned (sealed-data literals, escapes) and must run one train task
+before it costs a val evaluation. The proposer reads raw train traces, failing first. The sealed test
+split is evaluated once, at the end, for the baseline and the best version.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-from fnmatch import fnmatch
-from pathlib import Path
-from typing import Any, Literal
+import asyncio
+import random
+import time
 
+from harness_opt.errors import UserError
+from harness_opt.evaluate.evaluator import EvalConfig, EvalResult, evaluate_async
+from harness_opt.evaluate.stats import paired_test
+from harness_opt.evaluate.tracestore import read_trace
 from harness_opt.harness.version import HarnessVersion
-from harness_opt.records import Rollout, Task, Trace
-from harness_opt.search.config import AGENT_HARNESS_EDITABLE
+from harness_opt.llm.catalog import validate_model
+from harness_opt.propose.base import ProposalInput, Proposer
+from harness_opt.records import Trace
+from harness_opt.search.acceptance import task_means
+from harness_opt.search.candidates import describe_failure
+from harness_opt.search.config import AGENT_HARNESS_EDITABLE, OptimizeConfig
+from harness_opt.search.domain import RunContext
+from harness_opt.search.measurement import Measurement
+from harness_opt.search.records import CandidateRecord, SealedTest, SplitFigures
 from harness_opt.suites.base import Suite
+from harness_opt.suites.loader import load_suite
+from harness_opt.trust.scan import scan_and_record
+
+INVALID_ERRORS = frozenset(
+    {"crash", "sandbox", "invalid_output", "timeout", "memory", "step_limit", "token_limit"}
+)
+"""Errors of the smoke-test rollout that make a candidate invalid (a wrong answer does not)."""
+PASSING_SHOWN = 5
+"""Passing train traces a proposer sees beside all the failing ones."""
 
 
-@dataclass
+def measurement(version: HarnessVersion, result: EvalResult) -> Measurement:
+    s = result.summary
+    return Measurement(
+        version_hash=version.hash,
+        label=version.label,
+        values=task_means(result.scores_by_task()),
+        score=s.score,
+        ci=s.score_ci,
+        cost_usd=s.cost_usd,
+        tokens_per_rollout=(s.tokens_in + s.tokens_out) / max(1, s.n_rollouts),
+    )
+
+
 class AgentHarnessDomain:
-    name: str = "agent-harness"
+    name = "agent-harness"
     editable: tuple[str, ...] = AGENT_HARNESS_EDITABLE
-    score_direction: Literal["max", "min"] = "max"
+    acceptance = "paired"
+    direction = "max"
+    metric = "val score"
 
-    def load_suite(self, path: Path) -> Suite:
-        from harness_opt.suites.loader import load_suite
+    def __init__(self) -> None:
+        self.eval_seconds: dict[str, float] = {}
+        self.imported: list[Trace] = []
 
-        return load_suite(path)
+    # ------------------------------------------------------------------------- set-up
 
-    def outside_editable(self, edits: dict[str, str | None]) -> list[str]:
-        return sorted(p for p in edits if not any(fnmatch(p, g) for g in self.editable))
+    def start(self, seed: HarnessVersion, config: OptimizeConfig) -> str:
+        self.suite: Suite = load_suite(config.suite)
+        self.model = config.model or seed.manifest.model.name
+        validate_model(self.model)
+        if not self.suite.tasks("train"):
+            raise UserError(f"suite {self.suite.name} has no train tasks", fix="the loop learns from train")
+        from harness_opt.traces_import import read_imported
 
-    def evaluate(
+        # Imported production traces (--evidence): read once, so a bad file fails before the run.
+        self.imported = [t for path in config.evidence for t in read_imported(path)]
+        return self.model
+
+    def operators(self) -> Proposer:
+        from harness_opt.propose.operators import OperatorsProposer
+
+        return OperatorsProposer()
+
+    async def _eval(
         self,
         version: HarnessVersion,
-        tasks: list[Task],
-        trials: int,
+        split: str,
+        run: RunContext,
         *,
-        suite: Suite,
-        model: str | None = None,
-    ) -> list[Rollout]:
-        """Never raises for one task's failure: the evaluator scores it 0 with the reason."""
-        from harness_opt.evaluate.evaluator import EvalConfig, evaluate
+        what: str,
+        trial_offset: int = 0,
+        task_ids: list[str] | None = None,
+        llm_cache: bool = True,
+        limit: int | None = None,
+    ) -> EvalResult:
+        cfg = run.config
+        eval_cfg = EvalConfig(
+            split=split,
+            trials=cfg.trials if split == "val" else 1,
+            model=self.model,
+            concurrency=cfg.concurrency,
+            limit=limit,
+            task_ids=task_ids,
+            trial_offset=trial_offset,
+            isolation=cfg.isolation,
+            llm_cache=llm_cache,
+            allow_test=(split == "test"),
+            llm=cfg.llm,
+        )
+        started = time.monotonic()
+        result = await evaluate_async(
+            version,
+            self.suite,
+            eval_cfg,
+            ledger=run.ledger,
+            run_id=run.run_id,
+            record_run=False,
+            progress=lambda done, total, _r: run.display.eval_progress(what, done, total),
+        )
+        # Reused rollouts cost nothing now; only what this call executed counts against the budget.
+        run.charge(result.executed_cost_usd, result.executed)
+        self.eval_seconds[f"{version.hash}:{split}"] = time.monotonic() - started
+        return result
 
-        config = EvalConfig(split="val", trials=trials, model=model, task_ids=[t.id for t in tasks])
-        return list(evaluate(version, suite, config).rollouts)
+    # ----------------------------------------------------------------------- baseline
 
-    def reflect(self, rollouts: list[Rollout]) -> list[Trace]:
-        """The raw traces a proposer reads (train split only: the loop never passes val/test here)."""
-        from harness_opt.evaluate.tracestore import read_trace
+    async def baseline(self, seed: HarnessVersion, run: RunContext) -> list[Measurement]:
+        if not run.resumed:
+            await self._preflight(run)
+        limit = run.config.val_limit
+        run.display.status(f"baseline {seed.label}: evaluating on val")
+        base = await self._eval(seed, "val", run, what=f"baseline {seed.label} · val", limit=limit)
+        run.display.status("re-running the baseline to measure noise (response cache off)")
+        rerun = await self._eval(
+            seed,
+            "val",
+            run,
+            what="baseline rerun · val (noise)",
+            trial_offset=run.config.trials,
+            llm_cache=False,
+            limit=limit,
+        )
+        return [measurement(seed, base), measurement(seed, rerun)]
 
-        return [read_trace(r.trace_ref) for r in rollouts if r.trace_ref]
+    async def _preflight(self, run: RunContext) -> None:
+        """Refuse an overnight run whose set-up cannot be trusted (doctor FAIL), unless forced."""
+        from harness_opt.trust.doctor import doctor
 
-    def optimizer(self, config: Any, **kwargs: Any) -> Any:
-        from harness_opt.search.loop import Optimizer
+        cfg = run.config
+        run.display.status("doctor: checking splits, scorer, sandbox, model and noise before the run")
+        # doctor drives its own event loop (it is also a CLI command), so it runs in a worker thread.
+        report = await asyncio.to_thread(
+            doctor,
+            cfg.suite,
+            cfg.harness,
+            model=self.model,
+            budget=cfg.budget,
+            isolation=cfg.isolation,
+            ledger=run.ledger,
+        )
+        if report.failed:
+            failed = "; ".join(f"{ln.check}: {ln.detail}" for ln in report.lines if ln.status == "FAIL")
+            if not cfg.force:
+                raise UserError(
+                    f"doctor found problems: {failed}",
+                    fix="fix them (see `harness-opt doctor`), or pass --force to run anyway",
+                )
+            run.display.status(f"doctor FAIL overridden by --force: {failed}")
 
-        return Optimizer(config, domain=self, **kwargs)
+    # ------------------------------------------------------------------ candidates
+
+    async def evaluate(
+        self,
+        candidates: list[HarnessVersion],
+        incumbent: HarnessVersion,
+        run: RunContext,
+        *,
+        attempt: int = 0,
+    ) -> list[Measurement]:
+        """One after the other: admission (scan, one train task), then val. `attempt` n runs trials
+        numbered after the first n attempts' ones."""
+        out = []
+        for candidate in candidates:
+            try:
+                refused, flagged = await self._admit(candidate, incumbent, run)
+            except Exception as exc:  # a candidate that breaks the scan or the smoke test is invalid
+                refused, flagged = f"cannot be checked: {describe_failure(exc)}", None
+            if refused is not None:
+                out.append(Measurement(version_hash=candidate.hash, label=candidate.label, invalid=refused))
+                continue
+            result = await self._eval(
+                candidate,
+                "val",
+                run,
+                what=f"candidate {candidate.label} · val",
+                trial_offset=attempt * run.config.trials,
+                limit=run.config.val_limit,
+            )
+            out.append(measurement(candidate, result).model_copy(update={"flagged": flagged}))
+        return out
+
+    async def _admit(
+        self, candidate: HarnessVersion, parent: HarnessVersion, run: RunContext
+    ) -> tuple[str | None, str | None]:
+        """(why it is refused, why it may never be the incumbent). A version this run already
+        accepted was admitted then (resuming measures the incumbent again)."""
+        if any(r.hash == candidate.hash and r.outcome == "accepted" for r in run.records):
+            return None, None
+        scan = scan_and_record(
+            candidate, parent, self.suite, editable=self.editable, ledger=run.ledger, run_id=run.run_id
+        )
+        if scan.rejected:
+            return f"rejected by the {scan.summary()}", None
+        flagged = scan.summary() if scan.blocks_incumbent else None
+        probe = self.suite.tasks("train")[:1]
+        smoke = await self._eval(
+            candidate, "train", run, what=f"validating {candidate.label}", task_ids=[t.id for t in probe]
+        )
+        errors = [r for r in smoke.rollouts if r.error in INVALID_ERRORS]
+        if errors:
+            detail = (errors[0].error_detail or "")[:300]
+            return f"fails on a train task: {errors[0].error}: {detail}", flagged
+        return None, flagged
+
+    async def evidence(
+        self, incumbent: HarnessVersion, measurement: Measurement, run: RunContext
+    ) -> ProposalInput:
+        cfg = run.config
+        train = self.suite.tasks("train")
+        rng = random.Random(cfg.seed * 100_003 + run.iteration)
+        sample = rng.sample(train, min(cfg.train_sample, len(train)))
+        result = await self._eval(
+            incumbent,
+            "train",
+            run,
+            what=f"train evidence · {incumbent.label}",
+            task_ids=[t.id for t in sample],
+        )
+        failing: list[Trace] = []
+        passing: list[Trace] = []
+        for rollout in result.rollouts:
+            if rollout.trace_ref is None:
+                continue
+            if not rollout.passed:
+                failing.append(read_trace(rollout.trace_ref))
+            elif len(passing) < PASSING_SHOWN:
+                passing.append(read_trace(rollout.trace_ref))
+        files = {
+            p: b.decode("utf-8", "replace")
+            for p, b in incumbent.files().items()
+            if not p.startswith("data/") and len(b) < 200_000
+        }
+        files["harness.toml"] = (incumbent.path / "harness.toml").read_text()
+        return ProposalInput(
+            agent=incumbent.name,
+            version_label=incumbent.label,
+            files=files,
+            editable=self.editable,
+            suite=self.suite.name,
+            suite_description=getattr(self.suite, "description", ""),
+            failing_traces=failing,
+            passing_traces=passing,
+            train_tasks=train,
+            val_score=measurement.mean,
+            history=run.history(),
+            imported_traces=self.imported,
+            seed=cfg.seed + run.iteration,
+        )
+
+    # ----------------------------------------------------------------------------- end
+
+    def reserve_s(self, seed: HarnessVersion, incumbent: HarnessVersion, run: RunContext) -> float:
+        """Seconds to keep for the sealed test evaluation of baseline and best at the end."""
+        cfg = run.config
+        if cfg.skip_test or "test" not in self.suite.split_names():
+            return 0.0
+        n_val = max(1, len(self.suite.tasks("val")[: cfg.val_limit or None]))
+        n_test = len(self.suite.tasks("test")[: cfg.test_limit or None])
+        per_task = [self.eval_seconds.get(f"{v.hash}:val", 0.0) / n_val for v in (seed, incumbent)]
+        # 1.5x: the machine may be busier at the end than when the val timings were taken.
+        return 1.5 * n_test * sum(per_task) + 15.0
+
+    async def finish(self, seed: HarnessVersion, best: HarnessVersion, run: RunContext) -> SealedTest | None:
+        cfg = run.config
+        if cfg.skip_test or "test" not in self.suite.split_names():
+            return None
+        run.display.status("sealed test split: evaluating baseline and best once")
+        limit = cfg.test_limit
+        base = await self._eval(seed, "test", run, what=f"baseline {seed.label} · test", limit=limit)
+        if best.hash == seed.hash:
+            return SealedTest(baseline=_figures(base), best=_figures(base))
+        top = await self._eval(best, "test", run, what=f"best {best.label} · test", limit=limit)
+        p = paired_test(task_means(base.scores_by_task()), task_means(top.scores_by_task())).p_value
+        return SealedTest(baseline=_figures(base), best=_figures(top), p_value=p)
+
+    def decided(self, record: CandidateRecord, measurement: Measurement | None, run: RunContext) -> None:
+        """Nothing to add: the evaluator wrote every rollout as it finished."""
+
+
+def _figures(result: EvalResult) -> SplitFigures:
+    s = result.summary
+    return SplitFigures(score=s.score, ci=s.score_ci, n_tasks=s.n_tasks)

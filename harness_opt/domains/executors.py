@@ -11,11 +11,14 @@ from __future__ import annotations
 import os
 import shutil
 import subprocess
-from concurrent.futures import ThreadPoolExecutor
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor, as_completed
 from typing import Any, Protocol
 
 from harness_opt.domains.training_loop import ExperimentResult, ExperimentSpec, run_experiment
 from harness_opt.errors import UserError
+
+OnDone = Callable[[int, ExperimentResult], None]
 
 
 class Executor(Protocol):
@@ -24,7 +27,11 @@ class Executor(Protocol):
     """Experiments that can run at once."""
     has_gpu: bool
 
-    def run(self, specs: list[ExperimentSpec], metric: str) -> list[ExperimentResult]: ...
+    def run(
+        self, specs: list[ExperimentSpec], metric: str, on_done: OnDone | None = None
+    ) -> list[ExperimentResult]:
+        """Results in the order of `specs`; `on_done(index, result)` as each run ends."""
+        ...
 
 
 def local_gpus() -> list[str]:
@@ -49,8 +56,10 @@ class LocalExecutor:
         self.has_gpu = bool(self.gpus)
         self.slots = max(1, min(parallel, len(self.gpus)) if self.gpus else parallel)
 
-    def run(self, specs: list[ExperimentSpec], metric: str) -> list[ExperimentResult]:
-        results: list[ExperimentResult] = []
+    def run(
+        self, specs: list[ExperimentSpec], metric: str, on_done: OnDone | None = None
+    ) -> list[ExperimentResult]:
+        results: dict[int, ExperimentResult] = {}
         for start in range(0, len(specs), self.slots):
             chunk = specs[start : start + self.slots]
             if self.gpus:
@@ -59,8 +68,13 @@ class LocalExecutor:
                 threads = max(1, (os.cpu_count() or 1) // len(chunk))
                 chunk = [s.model_copy(update={"threads": threads}) for s in chunk]
             with ThreadPoolExecutor(max_workers=len(chunk)) as pool:
-                results.extend(pool.map(lambda s: run_experiment(s, metric), chunk))
-        return results
+                running = {pool.submit(run_experiment, s, metric): start + i for i, s in enumerate(chunk)}
+                for future in as_completed(running):
+                    index = running[future]
+                    results[index] = future.result()
+                    if on_done is not None:
+                        on_done(index, results[index])
+        return [results[i] for i in range(len(specs))]
 
 
 def _ray_run(spec_json: dict[str, Any], metric: str) -> dict[str, Any]:
@@ -91,10 +105,21 @@ class RayExecutor:
         self.slots = max(1, min(parallel, n_gpu) if n_gpu else parallel)
         self.remote = ray.remote(num_gpus=1 if self.has_gpu else 0, num_cpus=1, max_retries=0)(_ray_run)
 
-    def run(self, specs: list[ExperimentSpec], metric: str) -> list[ExperimentResult]:
+    def run(
+        self, specs: list[ExperimentSpec], metric: str, on_done: OnDone | None = None
+    ) -> list[ExperimentResult]:
         # Ray queues what does not fit and sets CUDA_VISIBLE_DEVICES for each GPU task itself.
         refs = [self.remote.remote(s.model_dump(), metric) for s in specs]
-        return [ExperimentResult.model_validate(r) for r in self.ray.get(refs)]
+        index = {ref: i for i, ref in enumerate(refs)}
+        results: dict[int, ExperimentResult] = {}
+        pending = list(refs)
+        while pending:
+            done, pending = self.ray.wait(pending, num_returns=1)
+            for ref in done:
+                results[index[ref]] = ExperimentResult.model_validate(self.ray.get(ref))
+                if on_done is not None:
+                    on_done(index[ref], results[index[ref]])
+        return [results[i] for i in range(len(specs))]
 
 
 def make_executor(kind: str, *, parallel: int = 1, address: str | None = None) -> Executor:

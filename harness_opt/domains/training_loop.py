@@ -1,14 +1,18 @@
-"""The training-loop domain: a candidate is a version dir with an editable train.py, run against a
-frozen prepare.py under a fixed training-time budget, judged by one metric (val_bpb, lower is better).
+"""Training runs: a version dir with an editable train.py, run against a frozen prepare.py under a
+fixed training-time budget, judged by one metric (val_bpb, lower is better).
 
 One experiment is one real subprocess `python train.py` in a scratch copy of the version, with
-prepare.py beside it read-only; it is killed at twice the budget. Its result is the `---` block of
-`key: value` lines it prints. The runner never raises for one experiment's failure: a crash, a
-`FAIL` (NaN or exploding loss), a kill or an overrun of the budget is a result with that status.
+prepare.py beside it read-only; it is killed at twice the budget, and with its parent (a kill -9 of
+the optimize run leaves no orphan training). Its result is the `---` block of `key: value` lines it
+prints. The runner never raises for one experiment's failure: a crash, a `FAIL` (NaN or exploding
+loss), a kill or an overrun of the budget is a result with that status. A finished result is stored
+by the content of its spec, so the same run is never made twice (a resumed optimize reuses it).
 """
 
 from __future__ import annotations
 
+import hashlib
+import json
 import os
 import shutil
 import signal
@@ -16,8 +20,7 @@ import subprocess
 import sys
 import tempfile
 import time
-from dataclasses import dataclass, field
-from fnmatch import fnmatch
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal
 
@@ -25,7 +28,8 @@ from pydantic import BaseModel, Field
 
 from harness_opt.errors import SuiteError
 from harness_opt.harness.version import HarnessVersion
-from harness_opt.records import Rollout, Score, Task
+from harness_opt.home import home_dir
+from harness_opt.records import Score, Task
 from harness_opt.suites.base import Environment, NoTools
 
 PREPARE_FILE = "prepare.py"
@@ -171,41 +175,84 @@ def parse_result_block(stdout: str) -> tuple[dict[str, float], bool]:
     return values, failed
 
 
+_LAUNCHER = """
+import ctypes, os, runpy, signal, sys
+try:  # PR_SET_PDEATHSIG: die with the optimize process, however it ends
+    ctypes.CDLL(None, use_errno=True).prctl(1, signal.SIGKILL)
+except (OSError, AttributeError):
+    pass
+if os.getppid() != int(os.environ.pop("HOPT_PARENT_PID", os.getppid())):
+    sys.exit("the optimize process ended before this run started")
+sys.argv = sys.argv[1:]
+runpy.run_path(sys.argv[0], run_name="__main__")
+"""
+"""Starts train.py so that it dies with its parent (Linux; elsewhere it just runs train.py)."""
+
+
+def _scratch(spec: ExperimentSpec) -> Path:
+    """A scratch dir: the version's files in `work/`, prepare.py read-only in `frozen/`."""
+    scratch = Path(tempfile.mkdtemp(prefix="hopt-train-"))
+    work, frozen = scratch / "work", scratch / "frozen"
+    work.mkdir()
+    frozen.mkdir()
+    for rel, text in spec.files.items():
+        dest = work / rel
+        dest.parent.mkdir(parents=True, exist_ok=True)
+        dest.write_text(text, encoding="utf-8")
+    (frozen / PREPARE_FILE).write_text(spec.prepare, encoding="utf-8")
+    (frozen / PREPARE_FILE).chmod(0o444)
+    frozen.chmod(0o555)
+    return scratch
+
+
+def _environment(spec: ExperimentSpec, scratch: Path) -> dict[str, str]:
+    env = {
+        **os.environ,
+        "PYTHONPATH": str(scratch / "frozen"),
+        "PYTHONDONTWRITEBYTECODE": "1",
+        "NANOGPT_TIME_BUDGET": str(spec.budget_s),
+        "NANOGPT_SEED": str(spec.seed),
+        "NANOGPT_EVAL_TOKENS": str(spec.eval_tokens),
+        "NANOGPT_DATA": spec.data or str(scratch / "corpus.txt"),
+        "HOPT_PARENT_PID": str(os.getpid()),
+    }
+    if spec.data_url:
+        env["NANOGPT_DATA_URL"], env["NANOGPT_DATA_SHA256"] = spec.data_url, spec.data_sha256
+    if spec.gpu is not None:
+        env["CUDA_VISIBLE_DEVICES"] = spec.gpu
+    if spec.threads is not None:
+        env["OMP_NUM_THREADS"] = str(spec.threads)
+    return env
+
+
+def judge_output(
+    spec: ExperimentSpec, out: str, returncode: int, metric: str
+) -> tuple[ExperimentStatus, dict[str, float], str]:
+    """(status, values, reason) of a run that ended by itself, from what it printed."""
+    values, failed = parse_result_block(out)
+    if failed:
+        return "fail", values, "FAIL: NaN or exploding loss"
+    if returncode != 0 or metric not in values:
+        return "crash", values, f"exit code {returncode}" if returncode else f"no {metric} line after ---"
+    trained = values.get("training_seconds", 0.0)
+    steps = values.get("num_steps", 0.0)
+    step_s = trained / (steps - 2) if steps > 2 else 0.0  # the last step may end late
+    if trained > spec.budget_s * _OVERRUN_TOLERANCE + 1.0 + 2 * step_s:
+        return "overrun", values, f"trained {trained:.1f}s, over the {spec.budget_s:.0f}s budget"
+    return "ok", values, ""
+
+
 def run_experiment(spec: ExperimentSpec, metric: str = "val_bpb") -> ExperimentResult:
     """Run one experiment as a subprocess; never raises for the run's own failure."""
     started = time.monotonic()
-    scratch = Path(tempfile.mkdtemp(prefix="hopt-train-"))
+    scratch: Path | None = None
     try:
-        work, frozen = scratch / "work", scratch / "frozen"
-        work.mkdir()
-        frozen.mkdir()
-        for rel, text in spec.files.items():
-            dest = work / rel
-            dest.parent.mkdir(parents=True, exist_ok=True)
-            dest.write_text(text, encoding="utf-8")
-        (frozen / PREPARE_FILE).write_text(spec.prepare, encoding="utf-8")
-        (frozen / PREPARE_FILE).chmod(0o444)
-        frozen.chmod(0o555)
-        env = {
-            **os.environ,
-            "PYTHONPATH": str(frozen),
-            "PYTHONDONTWRITEBYTECODE": "1",
-            "NANOGPT_TIME_BUDGET": str(spec.budget_s),
-            "NANOGPT_SEED": str(spec.seed),
-            "NANOGPT_EVAL_TOKENS": str(spec.eval_tokens),
-            "NANOGPT_DATA": spec.data or str(scratch / "corpus.txt"),
-        }
-        if spec.data_url:
-            env["NANOGPT_DATA_URL"], env["NANOGPT_DATA_SHA256"] = spec.data_url, spec.data_sha256
-        if spec.gpu is not None:
-            env["CUDA_VISIBLE_DEVICES"] = spec.gpu
-        if spec.threads is not None:
-            env["OMP_NUM_THREADS"] = str(spec.threads)
+        scratch = _scratch(spec)
         kill_after = spec.kill_after_s or 2 * spec.budget_s + STARTUP_GRACE_S
         proc = subprocess.Popen(
-            [sys.executable, "train.py"],
-            cwd=work,
-            env=env,
+            [sys.executable, "-c", _LAUNCHER, "train.py"],
+            cwd=scratch / "work",
+            env=_environment(spec, scratch),
             stdout=subprocess.PIPE,
             stderr=subprocess.PIPE,
             text=True,
@@ -216,35 +263,18 @@ def run_experiment(spec: ExperimentSpec, metric: str = "val_bpb") -> ExperimentR
         except subprocess.TimeoutExpired:
             os.killpg(proc.pid, signal.SIGKILL)
             out, err = proc.communicate()
-            return _result(
-                spec,
-                "timeout",
-                {},
-                f"killed after {kill_after:.0f}s (2x budget + start-up)",
-                started,
-                out,
-                err,
-            )
-        values, failed = parse_result_block(out)
-        if failed:
-            return _result(spec, "fail", values, "FAIL: NaN or exploding loss", started, out, err)
-        if proc.returncode != 0 or metric not in values:
-            why = f"exit code {proc.returncode}" if proc.returncode else f"no {metric} line after ---"
-            return _result(spec, "crash", values, why, started, out, err)
-        trained = values.get("training_seconds", 0.0)
-        steps = values.get("num_steps", 0.0)
-        step_s = trained / (steps - 2) if steps > 2 else 0.0  # the last step may end late
-        if trained > spec.budget_s * _OVERRUN_TOLERANCE + 1.0 + 2 * step_s:
-            why = f"trained {trained:.1f}s, over the {spec.budget_s:.0f}s budget"
-            return _result(spec, "overrun", values, why, started, out, err)
-        return _result(spec, "ok", values, "", started, out, err)
+            why = f"killed after {kill_after:.0f}s (2x budget + start-up)"
+            return _result(spec, "timeout", {}, why, started, out, err)
+        status, values, why = judge_output(spec, out, proc.returncode, metric)
+        return _result(spec, status, values, why, started, out, err)
     except OSError as exc:
         return _result(spec, "crash", {}, f"could not start: {exc}", started, "", "")
     finally:
-        for path in (scratch / "frozen", scratch):
-            if path.exists():
-                path.chmod(0o755)
-        shutil.rmtree(scratch, ignore_errors=True)
+        if scratch is not None:
+            for path in (scratch / "frozen", scratch):
+                if path.exists():
+                    path.chmod(0o755)
+            shutil.rmtree(scratch, ignore_errors=True)
 
 
 def _result(
@@ -268,87 +298,65 @@ def _result(
     )
 
 
-@dataclass
-class TrainingDomain:
-    """The Domain of train.py-under-a-budget. `gpu=True` uses the suite's GPU budget and eval size."""
+def load_training_suite(path: Path) -> TrainingSuite:
+    from harness_opt.suites.loader import load_suite
 
-    gpu: bool = False
-    name: str = "training"
-    editable: tuple[str, ...] = TRAINING_EDITABLE
-    score_direction: Literal["max", "min"] = "min"
-    _suites: dict[Path, TrainingSuite] = field(default_factory=dict)
-
-    def load_suite(self, path: Path) -> TrainingSuite:
-        from harness_opt.suites.loader import load_suite
-
-        suite = load_suite(path)
-        if not isinstance(suite, TrainingSuite):
-            raise SuiteError(
-                "not a training suite", where=str(path), fix='its suite.toml needs domain = "training"'
-            )
-        return suite
-
-    def outside_editable(self, edits: dict[str, str | None]) -> list[str]:
-        """Edited paths a proposer may not touch (prepare.py, harness.toml, anything but train.py)."""
-        return sorted(p for p in edits if not any(fnmatch(p, g) for g in self.editable))
-
-    def spec(self, version: HarnessVersion, suite: TrainingSuite, seed: int) -> ExperimentSpec:
-        s = suite.settings
-        files = {
-            rel: data.decode("utf-8")
-            for rel, data in version.files().items()
-            if rel != "harness.toml" and rel != PREPARE_FILE
-        }
-        return ExperimentSpec(
-            label=version.label,
-            version_hash=version.hash,
-            files=files,
-            prepare=suite.prepare_path.read_text(encoding="utf-8"),
-            budget_s=s.gpu_time_budget_s if self.gpu else s.time_budget_s,
-            seed=seed,
-            eval_tokens=s.gpu_eval_tokens if self.gpu else s.eval_tokens,
-            data=suite.data_path() if Path(suite.data_path() or "/nonexistent").is_file() else "",
-            data_url=s.data_url,
-            data_sha256=s.data_sha256,
+    suite = load_suite(path)
+    if not isinstance(suite, TrainingSuite):
+        raise SuiteError(
+            "not a training suite", where=str(path), fix='its suite.toml needs domain = "training"'
         )
-
-    def evaluate(
-        self, version: HarnessVersion, tasks: list[Task], trials: int, *, suite: TrainingSuite
-    ) -> list[Rollout]:
-        """`trials` runs with seeds 0..trials-1, one after the other, as rollouts (score = the metric)."""
-        metric = suite.settings.metric
-        results = [run_experiment(self.spec(version, suite, seed), metric) for seed in range(trials)]
-        return [experiment_rollout(r, suite, metric) for r in results]
-
-    def optimizer(self, config: Any, **kwargs: Any) -> Any:
-        from harness_opt.domains.training_search import TrainingOptimizer
-
-        return TrainingOptimizer(config, domain=self, **kwargs)
-
-    def reflect(self, results: list[ExperimentResult]) -> list[str]:
-        """What a proposer reads: each run's status, figures and the tail of its log."""
-        return [
-            f"{r.label} seed {r.seed}: {r.status} {r.reason}\n"
-            + "\n".join(f"{k}: {v}" for k, v in r.values.items())
-            + (f"\nlog tail:\n{r.log_tail[-800:]}" if not r.ok else "")
-            for r in results
-        ]
+    return suite
 
 
-def experiment_rollout(result: ExperimentResult, suite: TrainingSuite, metric: str) -> Rollout:
-    value = result.metric(metric)
-    return Rollout(
-        run_id="-",
-        version_hash=result.version_hash,
-        suite=suite.name,
-        split="val",
-        task_id=metric,
-        trial=result.seed,
-        model="train.py",
-        score=value if value is not None else float("nan"),
-        passed=result.ok,
-        latency_s=result.wall_s,
-        error=None if result.ok else result.status,
-        error_detail=result.reason or None,
-        feedback=result.log_tail[-500:],
+def experiment_spec(
+    version: HarnessVersion, suite: TrainingSuite, seed: int, *, gpu: bool = False
+) -> ExperimentSpec:
+    """One run of `version` with `seed`: the GPU budget and eval size when `gpu`, else the CPU ones."""
+    s = suite.settings
+    files = {
+        rel: data.decode("utf-8")
+        for rel, data in version.files().items()
+        if rel != "harness.toml" and rel != PREPARE_FILE
+    }
+    return ExperimentSpec(
+        label=version.label,
+        version_hash=version.hash,
+        files=files,
+        prepare=suite.prepare_path.read_text(encoding="utf-8"),
+        budget_s=s.gpu_time_budget_s if gpu else s.time_budget_s,
+        seed=seed,
+        eval_tokens=s.gpu_eval_tokens if gpu else s.eval_tokens,
+        data=suite.data_path() if Path(suite.data_path() or "/nonexistent").is_file() else "",
+        data_url=s.data_url,
+        data_sha256=s.data_sha256,
     )
+
+
+class ExperimentStore:
+    """Finished results by the content of their spec (files, prepare.py, budget, seed, data), one JSON
+    file each under `<home>/experiments/`, written atomically the moment a run ends."""
+
+    _WHERE = frozenset({"label", "gpu", "threads", "kill_after_s"})
+    """Where and how a run is placed, not what it computes."""
+
+    def __init__(self, root: Path | None = None) -> None:
+        self.root = root or home_dir() / "experiments"
+        self.root.mkdir(parents=True, exist_ok=True)
+
+    def key(self, spec: ExperimentSpec) -> str:
+        what = spec.model_dump(mode="json", exclude=set(self._WHERE))
+        return hashlib.sha256(json.dumps(what, sort_keys=True).encode()).hexdigest()[:32]
+
+    def get(self, spec: ExperimentSpec) -> ExperimentResult | None:
+        path = self.root / f"{self.key(spec)}.json"
+        try:
+            return ExperimentResult.model_validate_json(path.read_text(encoding="utf-8"))
+        except (OSError, ValueError):
+            return None
+
+    def put(self, spec: ExperimentSpec, result: ExperimentResult) -> None:
+        path = self.root / f"{self.key(spec)}.json"
+        tmp = path.with_suffix(f".{os.getpid()}.tmp")
+        tmp.write_text(result.model_dump_json(), encoding="utf-8")
+        tmp.replace(path)

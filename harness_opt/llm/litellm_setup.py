@@ -1,8 +1,10 @@
-"""Import litellm once, configured for harness-opt, with our in-process providers registered.
+"""litellm's environment, set in this one place, and litellm imported once with our providers.
 
 Why a function and not a top-level import: litellm takes seconds to import and, unless told
 otherwise, fetches its price table from the network; commands that never call a model should not
-pay for either. Every module here gets litellm through `import_litellm()`.
+pay for either. Every module here gets litellm through `import_litellm()`. The environment is set
+when this module is imported, which `import harness_opt` does first, so litellm imported by anyone
+else (dspy) sees it too.
 """
 
 from __future__ import annotations
@@ -11,6 +13,19 @@ import os
 import threading
 from types import ModuleType
 from typing import Any
+
+LITELLM_ENVIRONMENT = {
+    "LITELLM_LOCAL_MODEL_COST_MAP": "True",  # the bundled price table: importing litellm stays offline
+}
+"""Variables litellm reads when it is imported; a value the user set is kept."""
+
+
+def configure_environment() -> None:
+    for name, value in LITELLM_ENVIRONMENT.items():
+        os.environ.setdefault(name, value)
+
+
+configure_environment()
 
 _LOCK = threading.RLock()  # re-entered: import_litellm registers providers
 _LITELLM: ModuleType | None = None
@@ -23,14 +38,16 @@ def import_litellm() -> ModuleType:
         return _LITELLM
     with _LOCK:
         if _LITELLM is None:
-            os.environ.setdefault("LITELLM_LOCAL_MODEL_COST_MAP", "True")
+            configure_environment()
             import litellm
 
             litellm.suppress_debug_info = True
             _LITELLM = litellm
-            from harness_opt.llm.local import register_local_provider
+            from harness_opt.llm.local import LocalProvider, local_model_table
 
-            register_local_provider()
+            register_provider("local", LocalProvider())
+            for model, info in local_model_table().items():
+                register_model_info(model, info)
     return _LITELLM
 
 

@@ -304,19 +304,9 @@ _LOCAL_MODEL_INFO = {
     "supports_response_schema": True,
     "supports_system_messages": True,
 }
-_REGISTERED = False
 
 
-def register_local_provider() -> None:
-    """Route `local/...` to `LocalProvider` and declare the known names' capabilities (idempotent).
-
-    Declaring `supports_response_schema` makes dspy send JSON schemas, which we honour by grammar."""
-    global _REGISTERED
-    if _REGISTERED:
-        return
-    _REGISTERED = True
-    from harness_opt.llm.litellm_setup import register_model_info, register_provider
-
-    register_provider("local", LocalProvider())
-    for name in [*KNOWN_LOCAL_MODELS, "default"]:
-        register_model_info(f"local/{name}", dict(_LOCAL_MODEL_INFO))
+def local_model_table() -> dict[str, dict[str, Any]]:
+    """litellm model-table entries of the known local names. Declaring `supports_response_schema`
+    makes dspy send JSON schemas, which we honour by grammar."""
+    return {f"local/{name}": dict(_LOCAL_MODEL_INFO) for name in [*KNOWN_LOCAL_MODELS, "default"]}

@@ -1,19 +1,22 @@
-"""Turning a proposal into a candidate version: the checks every domain's loop makes first.
+"""Turning a proposal into a candidate version: the checks every domain's candidates pass first.
 
 A proposal becomes a version directory only if it edits something, stays inside the domain's
 editable files, loads, and leaves `[runtime]` (limits, entrypoint) alone. A candidate whose content
-already exists as another version *is* that version (same hash), so its results are reused.
+already exists as another version *is* that version (same hash), so its results are reused. A
+proposal that breaks the loader in any way (a `UserError`, or a RecursionError from a deeply nested
+tools.json) is an invalid candidate, never the end of the run.
 """
 
 from __future__ import annotations
 
 import shutil
+from fnmatch import fnmatch
 
 from harness_opt.errors import UserError
 from harness_opt.harness.lineage import create_version, version_dirs
 from harness_opt.harness.version import HarnessVersion
 from harness_opt.ledger import Ledger, VersionRow
-from harness_opt.propose.base import HistoryEntry, Proposal
+from harness_opt.propose.base import Proposal
 from harness_opt.search.records import CandidateRecord
 
 
@@ -22,11 +25,23 @@ def find_version(near: HarnessVersion, wanted_hash: str) -> HarnessVersion | Non
     for path in version_dirs(near.path.parent).values():
         try:
             version = HarnessVersion.load(path)
-        except UserError:
+        except Exception:  # a sibling that does not load is not the one wanted
             continue
         if version.hash == wanted_hash:
             return version
     return None
+
+
+def outside_editable(edits: dict[str, str | None], editable: tuple[str, ...]) -> list[str]:
+    """Edited paths no glob of `editable` matches; non-empty = the candidate is refused before it runs."""
+    return sorted(p for p in edits if not any(fnmatch(p, g) for g in editable))
+
+
+def describe_failure(exc: BaseException) -> str:
+    """One line for a candidate that broke something: the user-facing message, or the exception."""
+    if isinstance(exc, UserError):
+        return exc.message
+    return f"{type(exc).__name__}: {str(exc)[:300]}"
 
 
 def materialize(
@@ -34,7 +49,6 @@ def materialize(
     incumbent: HarnessVersion,
     iteration: int,
     *,
-    outside: list[str],
     editable: tuple[str, ...],
     ledger: Ledger,
 ) -> tuple[HarnessVersion | None, CandidateRecord]:
@@ -42,15 +56,16 @@ def materialize(
     reason recorded when it is invalid."""
     record = CandidateRecord(
         iteration=iteration,
-        label="-",
+        candidate="-",
         proposer=proposal.proposer,
         mechanism=proposal.mechanism,
         hypothesis=proposal.hypothesis,
         outcome="invalid",
     )
+    outside = outside_editable(proposal.edits, editable)
     if outside:
         allowed = ", ".join(editable)
-        record.reason = f"edits outside the editable files ({allowed}): {', '.join(sorted(outside))}"
+        record.reason = f"edits outside the editable files ({allowed}): {', '.join(outside)}"
         return None, record
     if not proposal.edits:
         record.reason = "the proposal changes nothing"
@@ -63,8 +78,8 @@ def materialize(
             hypothesis=proposal.hypothesis,
             changes=proposal.changes,
         )
-    except UserError as exc:
-        record.reason = f"does not load: {exc.message}"
+    except Exception as exc:  # create_version removes its directory; the run goes on
+        record.reason = f"does not load: {describe_failure(exc)}"
         return None, record
     if candidate.manifest.runtime != incumbent.manifest.runtime:
         shutil.rmtree(candidate.path, ignore_errors=True)
@@ -74,28 +89,9 @@ def materialize(
     if twin is not None and twin.path != candidate.path:
         shutil.rmtree(candidate.path, ignore_errors=True)  # same content as an existing version: reuse it
         candidate = twin
-    record.label, record.hash = candidate.label, candidate.hash
+    record.candidate, record.hash = candidate.label, candidate.hash
     if candidate.hash == incumbent.hash:
         record.reason = "identical to the incumbent"
         return None, record
     ledger.add_version(VersionRow.from_version(candidate))
     return candidate, record
-
-
-def history_of(records: list[CandidateRecord]) -> list[HistoryEntry]:
-    """What was tried and what became of it, as the proposer reads it (the baseline is not a try)."""
-    return [
-        HistoryEntry(
-            iteration=r.iteration,
-            candidate=r.label,
-            proposer=r.proposer,
-            mechanism=r.mechanism,
-            hypothesis=r.hypothesis,
-            outcome=r.outcome,
-            delta=r.delta,
-            p_value=r.p_value,
-            reason=r.reason,
-        )
-        for r in records
-        if r.outcome != "baseline"
-    ]

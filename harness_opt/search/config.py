@@ -1,4 +1,8 @@
-"""`OptimizeConfig`: everything an optimize run needs, stored in the ledger so `--resume` can rebuild it."""
+"""`OptimizeConfig`: everything an optimize run needs, stored in the ledger so `--resume` can rebuild it.
+
+Each field is also an option of `harness-opt optimize` (name, help, default and choices come from
+here; see `cli/options.py`), and each option a `HARNESS_OPT_<OPTION>` environment variable.
+"""
 
 from __future__ import annotations
 
@@ -7,6 +11,7 @@ from typing import Literal
 
 from pydantic import BaseModel, Field
 
+from harness_opt.llm.client import LLMConfig
 from harness_opt.search.budget import Budget
 
 AGENT_HARNESS_EDITABLE: tuple[str, ...] = (
@@ -17,34 +22,49 @@ AGENT_HARNESS_EDITABLE: tuple[str, ...] = (
     "data/*",
     "harness.toml",
 )
-"""What a proposer may change in an agent-harness version. `[runtime.limits]` in harness.toml is
-restored from the parent whatever the proposal says: a candidate may not buy itself more time."""
+"""What a proposer may change in an agent-harness version. `[runtime]` in harness.toml is frozen:
+a candidate that changes it is invalid (it may not buy itself more time or steps)."""
 
 
 class OptimizeConfig(BaseModel):
-    harness: Path = Field(description="Seed harness version directory.")
-    suite: Path = Field(description="Suite folder.")
-    proposer: Literal["operators", "llm", "agent"] = "operators"
+    harness: Path = Field(description="Seed harness version dir, e.g. harnesses/banking77/v0001.")
+    suite: Path = Field(description="Suite folder (omit when HARNESS is a training suite folder).")
+    proposer: Literal["operators", "llm", "agent"] = Field(
+        default="operators",
+        description="operators (offline), llm (a meta-model) or agent (a coding-agent command).",
+    )
     meta_model: str | None = Field(default=None, description="litellm model of the llm proposer.")
     agent_cmd: str | None = Field(default=None, description="Command of the agent proposer.")
     budget: Budget = Field(default_factory=lambda: Budget(wall_s=20 * 60))
     parallel: int = Field(default=1, ge=1, le=16, description="Candidates proposed per iteration.")
     trials: int = Field(default=1, ge=1, description="Trials per val task.")
-    concurrency: int = Field(default=4, ge=1)
+    concurrency: int = Field(default=4, ge=1, description="Rollouts in flight at once.")
     model: str | None = Field(default=None, description="Task model; default from harness.toml.")
-    alpha: float = Field(default=0.05, gt=0, lt=1)
-    acceptance: Literal["paired", "greedy"] = "paired"
+    alpha: float = Field(default=0.05, gt=0, lt=1, description="Significance level of the paired test.")
+    acceptance: Literal["paired", "scalar", "greedy"] | None = Field(
+        default=None,
+        description="Acceptance rule; default: the domain's (paired for agents, scalar for training).",
+    )
     train_sample: int = Field(default=40, ge=1, description="Train tasks run per iteration for evidence.")
     val_limit: int | None = Field(default=None, ge=1, description="Use the first N val tasks only.")
-    test_limit: int | None = Field(default=None, ge=1, description="Use the first N test tasks only.")
-    skip_test: bool = Field(default=False, description="Do not evaluate the sealed test split at the end.")
-    isolation: Literal["auto", "bwrap", "unshare", "none"] = "auto"
-    seed: int = 0
+    test_limit: int | None = Field(default=None, ge=1, description="Use the first N test tasks at the end.")
+    skip_test: bool = Field(default=False, description="Leave the sealed test split untouched.")
+    isolation: Literal["auto", "bwrap", "unshare", "none"] = Field(
+        default="auto", description="Sandbox of harness code."
+    )
+    seed: int = Field(default=0, description="Seed for sampling and proposers.")
     stop_file: Path | None = Field(default=None, description="Touch this file to end the run cleanly.")
     max_invalid_streak: int = Field(default=5, ge=1, description="Stop after this many invalid rounds.")
-    force: bool = Field(default=False, description="Start even when doctor reports a FAIL.")
-    evidence: list[Path] = Field(default_factory=list, description="Extra imported traces for proposers.")
+    force: bool = Field(default=False, description="Start even when `harness-opt doctor` reports a FAIL.")
+    evidence: list[Path] = Field(
+        default_factory=list,
+        description="Imported production traces (traces/imported/...) shown to the llm and agent "
+        "proposers; acceptance is still decided on the suite.",
+    )
     executor: Literal["local", "ray"] = Field(
-        default="local", description="Training domain: where experiments run (local GPUs/CPU or Ray)."
+        default="local", description="Training domain: where runs go (local GPUs/CPU, or Ray)."
     )
     address: str | None = Field(default=None, description="Ray cluster address for --executor ray.")
+    llm: LLMConfig = Field(
+        default_factory=LLMConfig, description="How task-model calls are made (timeouts, endpoint)."
+    )

@@ -1,25 +1,47 @@
-"""What an optimize run reports: one record per candidate, and the final result."""
+"""What an optimize run reports: one record per candidate, why it stopped, and the final result."""
 
 from __future__ import annotations
 
-from pathlib import Path
 from typing import Literal, Protocol
 
-from pydantic import BaseModel, Field
+from pydantic import AliasChoices, BaseModel, Field
+
+from harness_opt.propose.base import HistoryEntry
+
+StopKind = Literal[
+    "stop_file", "wall_time", "dollars", "iterations", "rollouts", "no_proposals", "invalid_streak"
+]
 
 
-class CandidateRecord(BaseModel):
-    iteration: int
-    label: str = Field(description="Version label, or '-' when the candidate never became a version.")
+class StopReason(BaseModel):
+    """Why the loop stopped proposing: `kind` for code, `text` for people."""
+
+    kind: StopKind
+    text: str
+
+
+class CandidateRecord(HistoryEntry):
+    """One candidate as the search recorded it: the history entry a proposer reads, plus the version's
+    hash and measured score. It is the `detail` of its `decisions` row, read back on `--resume`."""
+
+    candidate: str = Field(
+        validation_alias=AliasChoices("candidate", "label"),
+        description="Version label, or '-' when the candidate never became a version.",
+    )
+    outcome: Literal["baseline", "accepted", "rejected", "invalid"]  # type: ignore[assignment]
     hash: str = ""
-    proposer: str
-    mechanism: str
-    hypothesis: str
-    outcome: Literal["baseline", "accepted", "rejected", "invalid"]
     val_score: float | None = None
-    delta: float | None = None
-    p_value: float | None = None
-    reason: str = ""
+
+    @property
+    def label(self) -> str:
+        return self.candidate
+
+    def key(self) -> tuple[int, str, str, str]:
+        """What identifies a decision within a run: a resumed iteration redoes the same proposals."""
+        return (self.iteration, self.proposer, self.mechanism, self.hash)
+
+    def as_history(self) -> HistoryEntry:
+        return HistoryEntry.model_validate(self.model_dump(include=set(HistoryEntry.model_fields)))
 
 
 class SplitFigures(BaseModel):
@@ -28,11 +50,22 @@ class SplitFigures(BaseModel):
     n_tasks: int
 
 
+class SealedTest(BaseModel):
+    """The sealed test split, evaluated once at the end for the baseline and the best version."""
+
+    baseline: SplitFigures
+    best: SplitFigures
+    p_value: float | None = Field(default=None, description="Paired test of best vs baseline on test.")
+
+
 class OptimizeResult(BaseModel):
     run_id: str
     status: Literal["finished", "stopped"]
     stop_reason: str
+    stop: StopKind | None = None
     model: str
+    metric: str = Field(default="val score", description="What the scores are (val_bpb for training).")
+    direction: Literal["max", "min"] = Field(default="max", description="Which way the metric improves.")
     baseline_label: str
     baseline_hash: str
     best_label: str
@@ -48,7 +81,7 @@ class OptimizeResult(BaseModel):
     cost_usd: float = 0.0
     rollouts_run: int = 0
     elapsed_s: float = 0.0
-    plot: str | None = None
+    plot: str | None = Field(default=None, description="progress.png, when the caller drew it.")
 
     @property
     def kept(self) -> list[CandidateRecord]:
@@ -81,9 +114,3 @@ class QuietDisplay:
 
     def incumbent(self, label: str, val_score: float, budget: str) -> None:
         pass
-
-
-def default_plot_path(run_id: str, home: Path) -> Path:
-    out = home / "runs" / run_id
-    out.mkdir(parents=True, exist_ok=True)
-    return out / "progress.png"

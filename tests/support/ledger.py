@@ -1,4 +1,4 @@
-"""Shared fixture (no tests here): a small ledger whose figures are easy to compute by hand.
+"""A small ledger whose figures are easy to compute by hand.
 
 Suite 'toy', split 'val', tasks t1..t4, trials 0 and 1, model 'm'. Scores (= passed):
   A (toy@v0001): t1 [1,1]  t2 [0,0]  t3 [1,0]  t4 [1,1]   cost 0.01, 100+50 tokens, 1 s per rollout

@@ -11,6 +11,7 @@ from __future__ import annotations
 import json
 from collections.abc import Sequence
 from contextlib import AbstractContextManager
+from functools import cache
 from pathlib import Path
 from typing import Any
 
@@ -19,44 +20,46 @@ import duckdb
 from harness_opt import home
 from harness_opt.errors import LedgerError
 from harness_opt.ledger.connection import connect
-from harness_opt.ledger.migrations import migrate, schema
+from harness_opt.ledger.migrations import MIGRATIONS, migrate, schema
 from harness_opt.ledger.rows import DecisionRow, ExperimentRow, RunKind, RunRow, VersionRow
 from harness_opt.records import Rollout, RolloutKey, utcnow
 
-ROLLOUT_COLUMNS: tuple[tuple[str, str], ...] = (
-    ("run_id", "VARCHAR"),
-    ("version_hash", "VARCHAR"),
-    ("suite", "VARCHAR"),
-    ("split", "VARCHAR"),
-    ("task_id", "VARCHAR"),
-    ("trial", "INTEGER"),
-    ("model", "VARCHAR"),
-    ("score", "DOUBLE"),
-    ("passed", "BOOLEAN"),
-    ("cost_usd", "DOUBLE"),
-    ("tokens_in", "BIGINT"),
-    ("tokens_out", "BIGINT"),
-    ("latency_s", "DOUBLE"),
-    ("n_llm_calls", "INTEGER"),
-    ("n_tool_calls", "INTEGER"),
-    ("error", "VARCHAR"),
-    ("error_detail", "VARCHAR"),
-    ("feedback", "VARCHAR"),
-    ("trace_ref", "VARCHAR"),
-    ("created", "TIMESTAMPTZ"),
-    ("user_cost_usd", "DOUBLE"),  # m003_user_sim
-    ("user_tokens", "BIGINT"),
-)
-_KEY_COLUMNS: tuple[tuple[str, str], ...] = (
-    ("version_hash", "VARCHAR"),
-    ("suite", "VARCHAR"),
-    ("split", "VARCHAR"),
-    ("task_id", "VARCHAR"),
-    ("trial", "INTEGER"),
-    ("model", "VARCHAR"),
-)
-_KEY_NAMES = ", ".join(name for name, _ in _KEY_COLUMNS)
-_ROLLOUT_NAMES = ", ".join(name for name, _ in ROLLOUT_COLUMNS)
+_KEY_NAMES = ", ".join(RolloutKey.model_fields)
+
+
+@cache
+def _schema_of_migrations() -> dict[str, tuple[tuple[str, str], ...]]:
+    """{table: ((column, type), ...)} as the migrations create it, read from a scratch in-memory
+    database once per process: the schema is the one source of the column lists below."""
+    con = duckdb.connect(":memory:")
+    try:
+        for _, step in MIGRATIONS:
+            if isinstance(step, str):
+                con.execute(step)
+            else:
+                step(con)
+        rows = con.execute(
+            "SELECT table_name, column_name, data_type FROM information_schema.columns "
+            "ORDER BY table_name, ordinal_position"
+        ).fetchall()
+    finally:
+        con.close()
+    out: dict[str, list[tuple[str, str]]] = {}
+    for table, column, dtype in rows:
+        out.setdefault(table, []).append((column, dtype))
+    return {table: tuple(columns) for table, columns in out.items()}
+
+
+def rollout_columns() -> tuple[tuple[str, str], ...]:
+    """(column, type) of the `rollouts` table in order; each is a field of `records.Rollout`."""
+    return _schema_of_migrations()["rollouts"]
+
+
+def _key_columns() -> tuple[tuple[str, str], ...]:
+    """The columns of a rollout's identity (`RolloutKey`), typed as the table types them."""
+    types = dict(rollout_columns())
+    return tuple((name, types[name]) for name in RolloutKey.model_fields)
+
 
 LLM_ERROR = "llm_error"
 """A provider outage is not a property of the version: such rollouts are never served from the cache."""
@@ -150,9 +153,10 @@ class Ledger:
         """Append rollouts in one transaction; they are on disk when this returns."""
         if not rows:
             return
-        tuples = [tuple(getattr(r, name) for name, _ in ROLLOUT_COLUMNS) for r in rows]
+        columns = rollout_columns()
+        tuples = [tuple(getattr(r, name) for name, _ in columns) for r in rows]
         with self._write() as con:
-            bulk_insert(con, "rollouts", ROLLOUT_COLUMNS, tuples)
+            bulk_insert(con, "rollouts", columns, tuples)
 
     def add_decision(self, row: DecisionRow) -> None:
         values = row.model_dump()
@@ -209,12 +213,13 @@ class Ledger:
         """
         if not keys:
             return {}
-        key_rows = [tuple(getattr(k, name) for name, _ in _KEY_COLUMNS) for k in set(keys)]
-        columns = ", ".join(f"{name} {dtype}" for name, dtype in _KEY_COLUMNS)
-        selected = ", ".join(f"r.{name}" for name, _ in ROLLOUT_COLUMNS)
+        key_columns = _key_columns()
+        key_rows = [tuple(getattr(k, name) for name, _ in key_columns) for k in set(keys)]
+        columns = ", ".join(f"{name} {dtype}" for name, dtype in key_columns)
+        selected = ", ".join(f"r.{name}" for name, _ in rollout_columns())
         with self._read() as con:
             con.execute(f"CREATE TEMP TABLE wanted_keys ({columns})")
-            bulk_insert(con, "wanted_keys", _KEY_COLUMNS, key_rows)
+            bulk_insert(con, "wanted_keys", key_columns, key_rows)
             found = con.execute(
                 f"SELECT {selected} FROM rollouts r JOIN wanted_keys USING ({_KEY_NAMES}) "
                 "WHERE r.error IS DISTINCT FROM ? "
@@ -247,7 +252,7 @@ class Ledger:
         }
         where = [f"{name} = ?" for name, value in filters.items() if value is not None]
         params = [value for value in filters.values() if value is not None]
-        sql = f"SELECT {_ROLLOUT_NAMES} FROM rollouts"
+        sql = f"SELECT {', '.join(name for name, _ in rollout_columns())} FROM rollouts"
         if where:
             sql += " WHERE " + " AND ".join(where)
         sql += " ORDER BY created, rowid"
@@ -273,39 +278,6 @@ class Ledger:
             row["changes"] = json.loads(row["changes"]) if row["changes"] else []
         return [VersionRow.model_validate(row) for row in rows]
 
-    def find_rollout(self, run_id_prefix: str, task_id: str, trial: int | None = None) -> Rollout | None:
-        """The rollout of `task_id` in the run whose id starts with `run_id_prefix` (like a git short hash).
-
-        With `trial` None, the lowest trial. A prefix matching several runs (and none exactly) is an
-        error listing them.
-        """
-        with self._read() as con:
-            runs = [
-                r[0]
-                for r in con.execute(
-                    "SELECT DISTINCT run_id FROM rollouts WHERE starts_with(run_id, ?) AND task_id = ? "
-                    "ORDER BY run_id",
-                    [run_id_prefix, task_id],
-                ).fetchall()
-            ]
-            if run_id_prefix in runs:
-                runs = [run_id_prefix]
-            if len(runs) > 1:
-                raise LedgerError(
-                    f"run id prefix {run_id_prefix!r} matches {len(runs)} runs: {', '.join(runs[:5])}",
-                    where=str(self.path),
-                    fix="give more characters of the run id",
-                )
-            if not runs:
-                return None
-            sql = f"SELECT {_ROLLOUT_NAMES} FROM rollouts WHERE run_id = ? AND task_id = ?"
-            params: list[Any] = [runs[0], task_id]
-            if trial is not None:
-                sql += " AND trial = ?"
-                params.append(trial)
-            values = con.execute(sql + " ORDER BY trial, created DESC, rowid DESC LIMIT 1", params).fetchone()
-        return _rollout(values) if values else None
-
     def query(self, sql: str, params: list[Any] | None = None) -> list[dict[str, Any]]:
         """Run read-only SQL (reports, `harness-opt` figures); a write statement is refused by DuckDB."""
         with self._read() as con:
@@ -324,5 +296,5 @@ class Ledger:
 
 
 def _rollout(values: Sequence[Any]) -> Rollout:
-    row = dict(zip((name for name, _ in ROLLOUT_COLUMNS), values, strict=True))
+    row = dict(zip((name for name, _ in rollout_columns()), values, strict=True))
     return Rollout.model_validate(row)

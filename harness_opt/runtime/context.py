@@ -3,11 +3,15 @@
 Harness code sees nothing but this object and the task input: no scorer, no gold answer, no other
 task, no API key, no ledger. In the sandbox each method is a request over a pipe to the parent broker,
 which makes the model call or runs the tool, records it in the trace and enforces the limits.
+
+The object harness code really gets is `runtime.zygote.SandboxContext` (the zygote is stdlib-only, so
+it cannot import this protocol); mypy checks that it implements the protocol (below), and
+tests/test_agent_context.py that it has no member the protocol does not document.
 """
 
 from __future__ import annotations
 
-from typing import Any, Protocol
+from typing import TYPE_CHECKING, Any, Protocol
 
 
 class AgentContext(Protocol):
@@ -44,3 +48,10 @@ class AgentContext(Protocol):
     def tools(self) -> list[dict[str, Any]]:
         """The harness's tool schemas (tools.json), OpenAI function-calling format."""
         ...
+
+
+if TYPE_CHECKING:
+    from harness_opt.runtime.zygote import SandboxContext
+
+    def _sandbox_context_is_an_agent_context(ctx: SandboxContext) -> AgentContext:
+        return ctx  # mypy: SandboxContext must satisfy every member above, with the same types

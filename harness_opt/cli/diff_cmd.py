@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 from rich.console import Console
@@ -11,8 +11,9 @@ from rich.syntax import Syntax
 from rich.table import Table
 from rich.text import Text
 
-from harness_opt.harness.diff import ToolChange, VersionDiff, WordOp
-from harness_opt.report.compare import DiffReport, ResultsDiff
+if TYPE_CHECKING:  # the report's statistics import scipy: not at CLI start-up
+    from harness_opt.harness.diff import ToolChange, VersionDiff, WordOp
+    from harness_opt.report.compare import DiffReport, ResultsDiff
 
 
 def words_text(ops: list[WordOp]) -> Text:
@@ -36,6 +37,19 @@ def print_versions(diff: VersionDiff, console: Console) -> None:
     if diff.identical:
         console.print("same content hash: the two versions behave identically")
         return
+    _print_lineage(diff, console)
+    if diff.settings:
+        console.print("[bold]harness.toml settings[/]")
+        for s in diff.settings:
+            console.print(f"  {s.key}: {s.before!r} → {s.after!r}", highlight=False)
+    if diff.tools:
+        console.print("[bold]tools.json[/]")
+        for tool_change in diff.tools:
+            console.print(Text("  ") + Text(f"[{tool_change.kind}] ", style="cyan") + _tool_line(tool_change))
+    _print_files(diff, console)
+
+
+def _print_lineage(diff: VersionDiff, console: Console) -> None:
     console.print(
         "[bold]lineage[/]" + (f" (common ancestor {diff.common_ancestor})" if diff.common_ancestor else "")
     )
@@ -46,14 +60,9 @@ def print_versions(diff: VersionDiff, console: Console) -> None:
         )
         for change in step.changes:
             console.print(f"      • {change}", highlight=False)
-    if diff.settings:
-        console.print("[bold]harness.toml settings[/]")
-        for s in diff.settings:
-            console.print(f"  {s.key}: {s.before!r} → {s.after!r}", highlight=False)
-    if diff.tools:
-        console.print("[bold]tools.json[/]")
-        for tool_change in diff.tools:
-            console.print(Text("  ") + Text(f"[{tool_change.kind}] ", style="cyan") + _tool_line(tool_change))
+
+
+def _print_files(diff: VersionDiff, console: Console) -> None:
     for f in diff.files:
         console.print(f"[bold]{f.path}[/] ({f.status})")
         if f.binary:

@@ -57,50 +57,58 @@ def render_trace(trace: Trace, console: Console, width: int = 2000) -> None:
         if isinstance(event, LLMCallEvent):
             new = event.messages[seen:] if len(event.messages) >= seen else event.messages
             seen = len(event.messages) + 1
-            parts: list[Any] = [
-                Text(f"[{m.get('role')}] ", style="bold") + Text(_clip(_content(m), width)) for m in new
-            ]
-            reply = event.response or {}
-            parts.append(Text("[assistant] ", style="bold cyan") + Text(_clip(_content(reply), width)))
-            meta = (
-                f"llm #{n} · {event.model} · in {event.tokens_in} / out {event.tokens_out} tokens · "
-                f"${event.cost_usd:.5f} · {event.latency_s:.2f}s" + (" · cached" if event.cached else "")
-            )
-            if event.error:
-                parts.append(Text(f"error: {event.error}", style="red"))
-            console.print(Panel(Group(*parts), title=meta, title_align="left"))
+            console.print(_llm_panel(n, event, new, width))
         elif isinstance(event, ToolCallEvent):
-            body = f"args: {json.dumps(event.args)}\n"
-            body += (
-                f"[red]error: {event.error}[/]"
-                if event.error
-                else f"result: {_clip(json.dumps(event.result, default=str), width)}"
-            )
-            console.print(
-                Panel(
-                    body,
-                    title=f"tool #{n} · {event.name} · {event.latency_s:.3f}s",
-                    title_align="left",
-                    border_style="magenta",
-                )
-            )
+            console.print(_tool_panel(n, event, width))
         elif isinstance(event, UserTurnEvent):
-            user_body = Text("[agent → user] ", style="bold") + Text(_clip(event.agent_message, width))
-            user_reply = "(the user has left)" if event.reply is None else _clip(event.reply, width)
-            user_body += Text("\n[user] ", style="bold green") + Text(user_reply)
-            if event.done:
-                user_body += Text(f"\n(conversation ended: {event.stop_reason})", style="dim")
-            meta = (
-                f"user #{n} · simulator {event.model} · in {event.tokens_in} / out {event.tokens_out} "
-                f"tokens · ${getattr(event, 'cost_usd', 0.0):.5f}"
-            )
-            console.print(Panel(user_body, title=meta, title_align="left", border_style="green"))
+            console.print(_user_panel(n, event, width))
         elif isinstance(event, LogEvent):
             console.print(f"[dim]log:[/] {event.message} {json.dumps(event.data) if event.data else ''}")
         elif isinstance(event, OutputEvent):
             console.print(f"[bold]output:[/] {_clip(json.dumps(event.output, default=str), width)}")
         elif isinstance(event, ErrorEvent):
             console.print(f"[bold red]{event.kind}:[/] {event.reason}")
+
+
+def _llm_panel(n: int, event: LLMCallEvent, new: list[dict[str, Any]], width: int) -> Panel:
+    """One model call: the messages it added to the conversation, and its reply."""
+    parts: list[Any] = [
+        Text(f"[{m.get('role')}] ", style="bold") + Text(_clip(_content(m), width)) for m in new
+    ]
+    reply = event.response or {}
+    parts.append(Text("[assistant] ", style="bold cyan") + Text(_clip(_content(reply), width)))
+    meta = (
+        f"llm #{n} · {event.model} · in {event.tokens_in} / out {event.tokens_out} tokens · "
+        f"${event.cost_usd:.5f} · {event.latency_s:.2f}s" + (" · cached" if event.cached else "")
+    )
+    if event.error:
+        parts.append(Text(f"error: {event.error}", style="red"))
+    return Panel(Group(*parts), title=meta, title_align="left")
+
+
+def _tool_panel(n: int, event: ToolCallEvent, width: int) -> Panel:
+    body = f"args: {json.dumps(event.args)}\n"
+    body += (
+        f"[red]error: {event.error}[/]"
+        if event.error
+        else f"result: {_clip(json.dumps(event.result, default=str), width)}"
+    )
+    title = f"tool #{n} · {event.name} · {event.latency_s:.3f}s"
+    return Panel(body, title=title, title_align="left", border_style="magenta")
+
+
+def _user_panel(n: int, event: UserTurnEvent, width: int) -> Panel:
+    """A turn with the simulated user: what the agent said, what the user answered."""
+    body = Text("[agent → user] ", style="bold") + Text(_clip(event.agent_message, width))
+    reply = "(the user has left)" if event.reply is None else _clip(event.reply, width)
+    body += Text("\n[user] ", style="bold green") + Text(reply)
+    if event.done:
+        body += Text(f"\n(conversation ended: {event.stop_reason})", style="dim")
+    meta = (
+        f"user #{n} · simulator {event.model} · in {event.tokens_in} / out {event.tokens_out} "
+        f"tokens · ${getattr(event, 'cost_usd', 0.0):.5f}"
+    )
+    return Panel(body, title=meta, title_align="left", border_style="green")
 
 
 @app.command("show")

@@ -4,24 +4,33 @@ Runs on the evaluator side (it may read sealed val/test data; the proposer never
 proposer. Severity decides what the search does with the candidate:
 
 * `reject` — the candidate is invalid and never evaluated (val/test text inside it, task ids of the
-  sealed splits, edits outside the editable files, reaching into the broker channel or replacing ctx
-  methods so the trace no longer shows what happened);
+  sealed splits, edits outside the editable files, `[model] params` outside the broker's allowlist,
+  reaching into the broker channel or replacing ctx methods so the trace no longer shows what
+  happened);
 * `flag`   — it may be evaluated, but can never become the incumbent (network, processes, env vars,
-  paths outside its directory, dynamic code, an expected answer only val/test use, logging or model
-  calls removed that the trace relies on);
+  paths outside its directory, dynamic code, a paraphrase of a val/test input, an expected answer
+  only val/test use, logging or model calls removed that the trace relies on);
 * `note`   — shown in `diff`, no effect (train task ids, printing a score to stdout).
+
+Sealed-data findings count only for text the candidate *introduces*: what its parent already had, or
+what the user wrote in the seed version, is not this candidate's doing, and public text (train inputs
+and answers, hence the label set) is never a finding (`sealed.py`).
 """
 
 from __future__ import annotations
 
 import ast
+import importlib
+from collections.abc import Callable
 from fnmatch import fnmatch
 from typing import TYPE_CHECKING, Literal
 
 from pydantic import BaseModel, Field
 
+from harness_opt.errors import UserError
+from harness_opt.harness.lineage import lineage
 from harness_opt.trust import codecheck
-from harness_opt.trust.sealed import find_literals, sealed_index
+from harness_opt.trust.sealed import SealedIndex, find_literals, sealed_index
 
 if TYPE_CHECKING:
     from harness_opt.harness.version import HarnessVersion
@@ -29,6 +38,8 @@ if TYPE_CHECKING:
     from harness_opt.suites.base import Suite
 
 Severity = Literal["reject", "flag", "note"]
+USER_PROPOSERS = ("seed", "human")
+"""Versions these made were written by a person: their text is the user's, never a leak by a proposer."""
 SEVERITY_ORDER: dict[str, int] = {"note": 1, "flag": 2, "reject": 3}
 
 _CODE_SEVERITY: dict[str, Severity] = {
@@ -42,6 +53,7 @@ _CODE_SEVERITY: dict[str, Severity] = {
 }
 _LITERAL_SEVERITY: dict[str, Severity] = {
     "sealed-input": "reject",
+    "sealed-paraphrase": "flag",
     "sealed-answer": "flag",
     "sealed-task-id": "reject",
     "train-task-id": "note",
@@ -158,13 +170,134 @@ def _instrumentation_findings(cand: dict[str, bytes], parent: dict[str, bytes]) 
     return out
 
 
+_WHY_NOT_PUBLIC = {
+    "sealed-input": "no train input or answer (label) has these words in a row, and neither the parent "
+    "nor the user's seed version contains them",
+    "sealed-paraphrase": "no train text shares most of these words, and neither the parent nor the "
+    "user's seed version contains them",
+    "sealed-answer": "train never uses this answer, and neither the parent nor the user's seed version "
+    "contains it",
+    "sealed-task-id": "the id of a sealed task",
+    "train-task-id": "a train task id (public, but a harness has no use for task ids)",
+}
+
+
+def _prior_versions(candidate: HarnessVersion, parent: HarnessVersion) -> list[HarnessVersion]:
+    """The parent, plus every ancestor a person wrote (the seed): their text is not the candidate's."""
+    prior = {parent.hash: parent}
+    try:
+        chain = lineage(parent)
+    except UserError:  # a broken ancestry only loses the seed's exemption, never the scan
+        chain = []
+    for version in chain:
+        if version.manifest.harness.proposer in USER_PROPOSERS:
+            prior.setdefault(version.hash, version)
+    return list(prior.values())
+
+
+_PRIOR_CACHE: dict[tuple[str, int], set[tuple[str, str]]] = {}
+
+
+def _prior_tasks(version: HarnessVersion, index: SealedIndex) -> set[tuple[str, str]]:
+    """(kind group, task id) of every sealed hit a prior version already contains (cached per hash)."""
+    key = (version.hash, id(index))
+    if key not in _PRIOR_CACHE:
+        found: set[tuple[str, str]] = set()
+        for path, data in version.files().items():
+            try:
+                text = data.decode("utf-8")
+            except UnicodeDecodeError:
+                continue
+            found.update((_GROUP[h.kind], h.task_id) for h in find_literals(text, index, path))
+        _PRIOR_CACHE[key] = found
+    return _PRIOR_CACHE[key]
+
+
+_GROUP = {
+    "sealed-input": "input",
+    "sealed-paraphrase": "input",
+    "sealed-answer": "answer",
+    "sealed-task-id": "id",
+    "train-task-id": "id",
+}
+
+
+def _literal_findings(path: str, text: str, index: SealedIndex, prior: set[tuple[str, str]]) -> list[Finding]:
+    out = []
+    for hit in find_literals(text, index, path):
+        if (_GROUP[hit.kind], hit.task_id) in prior:
+            continue  # the parent or the user's seed already had it: not introduced by this candidate
+        why = _WHY_NOT_PUBLIC[hit.kind]
+        out.append(
+            Finding(
+                severity=_LITERAL_SEVERITY[hit.kind],
+                kind=hit.kind,
+                file=path,
+                line=hit.line,
+                message=f"{hit.split} task {hit.task_id}: {hit.snippet!r} ({hit.how}); not public: {why}",
+            )
+        )
+    return out
+
+
+def _param_findings(
+    candidate: HarnessVersion, parent: HarnessVersion, allowed: Callable[[str], bool] | None
+) -> list[Finding]:
+    """[model] params the candidate adds or changes that the broker's allowlist does not know."""
+    if allowed is None:
+        return []
+    before = parent.manifest.model.params
+    out = []
+    for key, value in sorted(candidate.manifest.model.params.items()):
+        if allowed(key) or before.get(key, _MISSING) == value:
+            continue
+        out.append(
+            Finding(
+                severity="reject",
+                kind="model-param",
+                file="harness.toml",
+                message=f"[model] params.{key} is not an allowed model parameter (keys, endpoints and "
+                "provider settings never come from a harness)",
+            )
+        )
+    return out
+
+
+_MISSING = object()
+
+
+def _default_param_allowlist() -> Callable[[str], bool] | None:
+    """The broker's model-parameter allowlist, where the installed version has one."""
+    try:
+        params = importlib.import_module("harness_opt.llm.params")
+    except ImportError:
+        return None
+    check = getattr(params, "is_allowed", None)
+    if callable(check):
+        return lambda key: bool(check(key))
+    names = getattr(params, "ALLOWED_PARAMS", None)
+    return (lambda key: key in names) if names is not None else None
+
+
 def scan_candidate(
-    candidate: HarnessVersion, parent: HarnessVersion, suite: Suite, *, editable: tuple[str, ...]
+    candidate: HarnessVersion,
+    parent: HarnessVersion,
+    suite: Suite,
+    *,
+    editable: tuple[str, ...],
+    allowed_param: Callable[[str], bool] | None = None,
 ) -> ScanReport:
-    """Scan `candidate` (a child of `parent`) against `suite`'s sealed data; never raises for content."""
+    """Scan `candidate` (a child of `parent`) against `suite`'s sealed data; never raises for content.
+
+    Literal findings count only for what the candidate introduces: a sealed text already in the
+    parent, or in a version a person wrote (the seed), is not this candidate's doing."""
     cand, par = candidate.files(), parent.files()
     findings = _edit_findings(candidate, parent, editable)
+    findings += _param_findings(candidate, parent, allowed_param or _default_param_allowlist())
     index = sealed_index(suite)
+    prior: set[tuple[str, str]] = set()
+    for version in _prior_versions(candidate, parent):
+        prior |= _prior_tasks(version, index)
     for path, data in sorted(cand.items()):
         try:
             text = data.decode("utf-8")
@@ -178,16 +311,8 @@ def scan_candidate(
                 )
             )
             continue
-        for hit in find_literals(text, index):
-            findings.append(
-                Finding(
-                    severity=_LITERAL_SEVERITY[hit.kind],
-                    kind=hit.kind,
-                    file=path,
-                    line=hit.line,
-                    message=f"{hit.split} task {hit.task_id}: {hit.snippet!r}",
-                )
-            )
+        if par.get(path) != data:  # an unchanged file introduces nothing
+            findings += _literal_findings(path, text, index, prior)
         tree = _parse(data) if path.endswith(".py") else None
         if tree is None:
             continue

@@ -68,7 +68,7 @@ def test_each_operator_makes_a_version_that_loads_and_renders(
     assert "Labels:" in child.render("system.j2")
     assert child.render("user.j2", task={"text": "hi there"}).strip() == "hi there"
     config = json.loads((child.path / "agent_config.json").read_text())
-    assert config["text_field"] == "text"
+    assert "text_field" not in config  # every input column, one per line, as init's user.j2 renders
     assert json.loads((child.path / "data" / "labels.json").read_text()) == sorted(
         {str(t.expected) for t in train_tasks()}
     )

@@ -408,3 +408,49 @@ def run_decisions(ledger: Ledger, run_id: str) -> list[dict[str, Any]]:
     """A run's decision details (CandidateRecord dicts), in order."""
     rows = ledger.query("SELECT detail FROM decisions WHERE run_id = ? ORDER BY iteration, created", [run_id])
     return [json.loads(r["detail"]) if isinstance(r["detail"], str) else r["detail"] for r in rows]
+
+
+# ------------------------------------------------------------------------------ per-task wins (GEPA)
+
+
+class CandidateTaskWins(BaseModel):
+    """One decision of a run: on which val tasks the candidate beat, or lost to, its incumbent."""
+
+    candidate: str = Field(description="Candidate version hash.")
+    incumbent: str = Field(description="Hash of the incumbent it was compared with.")
+    iteration: int
+    mechanism: str = ""
+    wins: list[str] = Field(default_factory=list, description="Task ids where the candidate scored higher.")
+    losses: list[str] = Field(default_factory=list, description="Task ids where it scored lower.")
+
+
+def candidate_task_wins(
+    ledger: Ledger, run_id: str, suite: str, model: str, split: str = "val"
+) -> list[CandidateTaskWins]:
+    """Per-task wins and losses of every evaluated candidate of an optimize run against its incumbent.
+
+    Read-only; a proposer combining mechanisms that helped on *different* tasks (GEPA's per-instance
+    view) needs exactly this. Invalid candidates and the baseline row are left out (no incumbent or
+    no val rollouts); ties (equal task means) are neither."""
+    rows = ledger.query(
+        "SELECT iteration, candidate, incumbent, json_extract_string(detail, '$.mechanism') AS mechanism "
+        "FROM decisions WHERE run_id = ? AND incumbent IS NOT NULL AND candidate <> '-' "
+        "ORDER BY iteration, created",
+        [run_id],
+    )
+    out = []
+    for row in rows:
+        pairs = paired_tasks(ledger, row["incumbent"], row["candidate"], suite, split, model, model)
+        if not pairs:
+            continue
+        out.append(
+            CandidateTaskWins(
+                candidate=row["candidate"],
+                incumbent=row["incumbent"],
+                iteration=row["iteration"],
+                mechanism=row["mechanism"] or "",
+                wins=[p.task_id for p in pairs if p.score_b > p.score_a],
+                losses=[p.task_id for p in pairs if p.score_b < p.score_a],
+            )
+        )
+    return out

@@ -8,6 +8,7 @@ Each `Proposal` is one mechanism with one stated hypothesis, so an accepted gain
 
 from __future__ import annotations
 
+import hashlib
 from typing import Any, Literal, Protocol, runtime_checkable
 
 from pydantic import BaseModel, ConfigDict, Field
@@ -27,6 +28,25 @@ class HistoryEntry(BaseModel):
     delta: float | None = Field(default=None, description="Val score change vs the incumbent.")
     p_value: float | None = None
     reason: str = ""
+
+
+class TaskWins(BaseModel):
+    """An earlier candidate against the incumbent it was compared with, val task by val task.
+
+    Val task ids never reach a proposer: `wins` and `losses` hold opaque keys (`opaque_task_key`),
+    enough to see that two mechanisms helped on *different* tasks (and so may combine, as in GEPA's
+    per-instance Pareto front) without saying which tasks those are."""
+
+    candidate: str = Field(description="Version label of the earlier candidate.")
+    mechanism: str
+    incumbent: str = Field(description="Version label of the incumbent it was compared with.")
+    wins: list[str] = Field(default_factory=list, description="Opaque keys of tasks it scored higher on.")
+    losses: list[str] = Field(default_factory=list, description="Opaque keys of tasks it scored lower on.")
+
+
+def opaque_task_key(salt: str, task_id: str) -> str:
+    """A stable stand-in for a val task id within one run (`salt` = the run id)."""
+    return hashlib.sha256(f"{salt}\0{task_id}".encode()).hexdigest()[:12]
 
 
 class ProposalInput(BaseModel):
@@ -49,6 +69,17 @@ class ProposalInput(BaseModel):
     )
     val_score: float | None = Field(default=None, description="Incumbent's aggregate val score only.")
     history: list[HistoryEntry] = Field(default_factory=list)
+    task_wins: list[TaskWins] = Field(
+        default_factory=list,
+        description="Per-task wins and losses (opaque keys) of earlier candidates of this run against "
+        "their incumbents; the loop fills it from `ledger.queries.candidate_task_wins`.",
+    )
+    retest_val_limit: int | None = Field(
+        default=None,
+        description="How many val tasks a re-test of a near miss may use (more than a decision "
+        "normally uses); None when the loop cannot re-test. A proposal asks for one with "
+        "meta['retest'] = True.",
+    )
     seed: int = 0
 
 

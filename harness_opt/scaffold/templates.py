@@ -30,6 +30,10 @@ AGENT_PY = '''"""{name}: a plain tool-calling loop, the default `harness-opt ini
 run(task, ctx) gets the task input (the suite's `input` columns) and returns the final answer, which
 the suite's scorer compares with the expected outcome. Edit freely: the optimizer's proposers will.
 ctx is the whole world: ctx.llm, ctx.call_tool, ctx.render, ctx.log and ctx.tools (tools.json).
+
+While this line stays, the offline `operators` proposer may replace this loop by its configurable
+task agent (the same loop plus switches): harness-opt init tool loop v1. Delete the line once you
+make the loop your own, and the operators will leave agent.py alone.
 """
 
 import json

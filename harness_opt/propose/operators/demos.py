@@ -9,11 +9,13 @@ from __future__ import annotations
 
 from collections import defaultdict
 from dataclasses import dataclass
+from typing import Any
 
 from harness_opt.propose.base import Proposal
 from harness_opt.propose.operators.assets.classifier_agent import tokenize
 from harness_opt.propose.operators.operator import make_proposal
 from harness_opt.propose.operators.retrieval_index import INDEX_FILE, build_index, dumps_index
+from harness_opt.propose.operators.shape import answer_text, input_text
 from harness_opt.propose.operators.workspace import Workspace, dumps_json
 
 DEMOS_FILE = "data/demos.json"
@@ -22,34 +24,55 @@ RETRIEVAL_K = 6
 CANDIDATE_K = 10
 MAX_FAILED_DEMOS = 8
 MAX_DEMO_CHARS = 160
+DEFAULT_SCORING: dict[str, Any] = {"k1": 1.2, "b": 0.75, "bigrams": False}
 GLOSSARY_POOL = 60
 """Examples per label considered when picking the most typical one (bounded so it stays fast)."""
 
 
-def _index_edit(ws: Workspace) -> dict[str, str | None]:
-    assert ws.classification is not None
-    return {INDEX_FILE: dumps_index(build_index(ws.classification.examples))}
+def retrieval_examples(ws: Workspace) -> list[tuple[str, str]]:
+    """(input text, answer as the agent writes it) of every train task with an answer."""
+    if ws.classification is not None:
+        return ws.classification.examples
+    return [(text, answer_text(answer)) for text, answer in ws.shape.examples if answer is not None]
+
+
+def index_edit(ws: Workspace, **scoring: Any) -> dict[str, str | None]:
+    """The retrieval index file, scored as `scoring` says or as the agent's config already does
+    (`retrieval_scoring`, set by the night search), so a later operator keeps a tuned index."""
+    settings = {**DEFAULT_SCORING, **ws.config.get("retrieval_scoring", {}), **scoring}
+    return {INDEX_FILE: dumps_index(build_index(retrieval_examples(ws), **settings))}
+
+
+def retrieval_fits(ws: Workspace) -> bool:
+    """Retrieval needs train answers and an agent that can show demos (classifier or task agent)."""
+    if ws.classification is not None:
+        return True
+    return ws.task_agent_fits and ws.shape.has_answers
 
 
 @dataclass(frozen=True)
 class RetrievalDemos:
-    """Per task, the k most similar train examples (BM25) with their labels as demos, most similar last."""
+    """Per task, the k most similar train examples (BM25) with their answers as demos, most similar last.
+
+    Applies to every shape with train answers: labels for classification, the answer JSON for
+    extraction, the answer text for free text (not to a hand-written agent.py)."""
 
     name: str = "retrieval_demos"
     mechanism: str = "retrieved nearest-train demos (BM25)"
     k: int = RETRIEVAL_K
 
     def propose(self, ws: Workspace) -> Proposal | None:
-        if ws.classification is None or ws.enabled("retrieval_k"):
+        if not retrieval_fits(ws) or ws.enabled("retrieval_k"):
             return None
         edits, notes = ws.config_edits({"retrieval_k": self.k})
-        edits.update(_index_edit(ws))
-        n = len(ws.classification.examples)
+        edits.update(index_edit(ws))
+        n = len(retrieval_examples(ws))
+        what = "gold labels" if ws.classification is not None else "expected answers"
         return make_proposal(
             self,
-            f"Messages with the same intent share words; showing the {self.k} most similar train "
-            "messages with their gold labels right before the question lets a small model copy the "
-            "label of a near-duplicate instead of choosing blind among all labels.",
+            f"Tasks that need the same answer share words; showing the {self.k} most similar train "
+            f"inputs with their {what} right before the question lets a small model copy the answer "
+            "(and its format) of a near-duplicate instead of guessing.",
             [
                 *notes,
                 f"{INDEX_FILE}: BM25 index (k1=1.2, b=0.75, weights precomputed) over {n} train examples",
@@ -71,14 +94,17 @@ class CandidateLabels:
         if ws.classification is None or not ws.enabled("constrained") or ws.enabled("candidate_k"):
             return None
         edits, notes = ws.config_edits({"candidate_k": self.k})
-        edits.update(_index_edit(ws))
+        edits.update(index_edit(ws))
         return make_proposal(
             self,
             f"Choosing among {len(ws.classification.labels)} labels is hard for a small model, but the "
             f"labels of the {self.k} nearest train messages usually include the right one; constraining "
             "the answer to those few candidates removes most of the possible confusions.",
-            [*notes, f"{INDEX_FILE}: BM25 index over train examples",
-             f"agent_config.json: candidate_k = {self.k} (enum = labels of the {self.k} nearest examples)"],
+            [
+                *notes,
+                f"{INDEX_FILE}: BM25 index over train examples",
+                f"agent_config.json: candidate_k = {self.k} (enum = labels of the {self.k} nearest examples)",
+            ],
             edits,
         )
 
@@ -99,8 +125,8 @@ class FailedFewShot:
         by_label: dict[str, list[str]] = defaultdict(list)
         for trace in ws.inp.failing_traces:
             label = gold.get(trace.key.task_id)
-            text = trace.task_input.get(cls.text_field)
-            if label is None or not isinstance(text, str) or len(text) > MAX_DEMO_CHARS:
+            text = input_text(trace.task_input)
+            if label is None or not text or len(text) > MAX_DEMO_CHARS:
                 continue
             if text not in by_label[label]:
                 by_label[label].append(text)
@@ -117,8 +143,11 @@ class FailedFewShot:
             self,
             "The model fails these train messages; showing them once with their correct labels "
             f"({len(demos)} demos in the cached prompt prefix) teaches the distinctions it gets wrong.",
-            [*notes, f"{DEMOS_FILE}: {len(demos)} failed train messages with gold labels ({shown})",
-             "agent_config.json: fewshot = true"],
+            [
+                *notes,
+                f"{DEMOS_FILE}: {len(demos)} failed train messages with gold labels ({shown})",
+                "agent_config.json: fewshot = true",
+            ],
             edits,
         )
 
@@ -166,7 +195,10 @@ class LabelGlossary:
             self,
             f"Label names alone are ambiguous ({len(lines)} labels, some close in meaning); a typical "
             "train message per label, in the static system prompt (cached), shows what each one means.",
-            [*notes, f"{GLOSSARY_FILE}: {len(lines)} labels, each with its most typical train message",
-             "agent_config.json: glossary = true (appended to the system prompt)"],
+            [
+                *notes,
+                f"{GLOSSARY_FILE}: {len(lines)} labels, each with its most typical train message",
+                "agent_config.json: glossary = true (appended to the system prompt)",
+            ],
             edits,
         )

@@ -23,11 +23,14 @@ SCALE = 100
 """Weights are stored as integers (weight x SCALE): a third of the file size of floats, same ranking."""
 
 
-def build_index(examples: Sequence[tuple[str, str]]) -> dict[str, object]:
-    """A BM25 index over (text, label) pairs, in the JSON shape `classifier_agent.retrieve` reads.
+def build_index(
+    examples: Sequence[tuple[str, str]], *, k1: float = K1, b: float = B, bigrams: bool = False
+) -> dict[str, object]:
+    """A BM25 index over (text, label) pairs, in the JSON shape both agents' `retrieve` reads.
 
     Duplicate texts are kept once (the first label wins) so a repeated example cannot crowd out
-    the other neighbours."""
+    the other neighbours. `k1`, `b` and `bigrams` are the retrieval-scoring knobs the night search
+    tunes once retrieval has been accepted."""
     seen: set[str] = set()
     texts: list[str] = []
     labels: list[str] = []
@@ -40,7 +43,7 @@ def build_index(examples: Sequence[tuple[str, str]]) -> dict[str, object]:
         labels.append(label)
     names = sorted(set(labels))
     label_index = {name: i for i, name in enumerate(names)}
-    docs = [Counter(tokenize(text)) for text in texts]
+    docs = [Counter(tokenize(text, bigrams)) for text in texts]
     lengths = [sum(doc.values()) for doc in docs]
     avg = sum(lengths) / max(1, len(lengths))
     df: Counter[str] = Counter()
@@ -49,15 +52,16 @@ def build_index(examples: Sequence[tuple[str, str]]) -> dict[str, object]:
     n = len(docs)
     postings: dict[str, list[int]] = {}
     for i, doc in enumerate(docs):
-        norm = K1 * (1 - B + B * lengths[i] / avg) if avg else K1
+        norm = k1 * (1 - b + b * lengths[i] / avg) if avg else k1
         for term, tf in sorted(doc.items()):
             idf = math.log(1 + (n - df[term] + 0.5) / (df[term] + 0.5))
-            weight = idf * tf * (K1 + 1) / (tf + norm)
+            weight = idf * tf * (k1 + 1) / (tf + norm)
             postings.setdefault(term, []).extend((i, max(1, round(weight * SCALE))))
     return {
         "format": 1,
-        "k1": K1,
-        "b": B,
+        "k1": k1,
+        "b": b,
+        "bigrams": bigrams,
         "texts": texts,
         "labels": names,
         "label_of": [label_index[label] for label in labels],

@@ -47,6 +47,21 @@ def tool_errors(traces: list[Trace]) -> dict[str, list[str]]:
     return found
 
 
+def repeated_calls(traces: list[Trace]) -> int:
+    """How many rollouts made one tool call twice with the same arguments."""
+    count = 0
+    for trace in traces:
+        seen: set[str] = set()
+        for event in trace.events:
+            if isinstance(event, ToolCallEvent):
+                key = json.dumps([event.name, event.args], sort_keys=True, default=str)
+                if key in seen:
+                    count += 1
+                    break
+                seen.add(key)
+    return count
+
+
 @dataclass(frozen=True)
 class ToolErrorNotes:
     """Append the errors each tool returned in failing train traces to that tool's description."""

@@ -24,7 +24,11 @@ class SelfConsistency:
     mechanism: str = "self-consistency voting"
 
     def propose(self, ws: Workspace) -> Proposal | None:
-        if ws.classification is None or (ws.enabled("vote_n") and int(ws.config["vote_n"]) > 1):
+        """Classification (majority label) or a tool-free JSON suite (majority per field)."""
+        fits = ws.classification is not None or (
+            ws.task_agent_fits and ws.shape.kind == "json" and not ws.tools
+        )
+        if not fits or (ws.enabled("vote_n") and int(ws.config["vote_n"]) > 1):
             return None
         votes = min(MAX_VOTES, ws.max_steps)
         votes -= 1 - votes % 2  # odd, so two-way splits have a winner

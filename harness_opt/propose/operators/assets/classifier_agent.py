@@ -14,6 +14,7 @@ the message) comes last.
 
 import json
 import re
+from itertools import pairwise
 from pathlib import Path
 from typing import Any
 
@@ -22,14 +23,17 @@ MARKER = "harness-opt classifier agent v1"
 
 HERE = Path(__file__).parent
 DEFAULTS = {
-    "text_field": "text",  # task input key holding the text to classify
+    "text_field": None,  # None: every input column, one per line (init's user.j2); else one column
     "system_template": "system.j2",
     "user_template": "user.j2",
     "glossary": False,  # append prompts/glossary.j2 to the system prompt
     "fewshot": False,  # static demos from data/demos.json
     "constrained": False,  # JSON-schema enum of the labels: every answer is a valid label
     "snap": False,  # map a free-text answer to the closest label
-    "retrieval_k": 0,  # nearest train examples shown as demos, most similar last
+    "retrieval_k": 0,  # nearest train examples shown as demos
+    "retrieval_order": "similar_last",  # or "similar_first"
+    "retrieval_per_label": 0,  # at most this many demos per label (0: no cap), for more diverse demos
+    "demo_format": "turns",  # "turns" (chat turns) or "inline" (one block before the message)
     "candidate_k": 0,  # restrict the enum to the labels of the top candidate_k neighbours
     "vote_n": 1,  # self-consistency: calls per task, majority answer
     "vote_temperature": 0.7,
@@ -47,8 +51,9 @@ STOPWORDS = frozenset(_STOP_TEXT.split())
 _WORD = re.compile(r"[a-z0-9]+")
 
 
-def tokenize(text: str) -> list[str]:
-    """Lower-case words minus stopwords, with a plural 's' stripped; shared by index and query."""
+def tokenize(text: str, bigrams: bool = False) -> list[str]:
+    """Lower-case words minus stopwords, with a plural 's' stripped; shared by index and query.
+    With `bigrams`, adjacent pairs too ('top_up'), which tell 'top up by card' from 'card top up'."""
     out = []
     for word in _WORD.findall(text.lower()):
         if word in STOPWORDS:
@@ -56,7 +61,21 @@ def tokenize(text: str) -> list[str]:
         if len(word) > 3 and word.endswith("s") and not word.endswith("ss"):
             word = word[:-1]
         out.append(word)
+    if bigrams:
+        out += [f"{a}_{b}" for a, b in pairwise(out)]
     return out
+
+
+def input_text(task: dict[str, Any]) -> str:
+    """Each input column's value on its own line, in column order (init's user.j2 renders the same)."""
+    if CONFIG["text_field"]:
+        return str(task.get(CONFIG["text_field"], ""))
+    parts = []
+    for value in task.values():
+        if value is None:
+            continue
+        parts.append(value if isinstance(value, str) else json.dumps(value, ensure_ascii=False))
+    return "\n".join(parts)
 
 
 def _read_json(rel: str, default: Any) -> Any:
@@ -79,7 +98,7 @@ def retrieve(text: str, k: int) -> list[tuple[str, str]]:
         return []
     postings = INDEX["postings"]
     scores: dict[int, int] = {}
-    for term in set(tokenize(text)):
+    for term in set(tokenize(text, bool(INDEX.get("bigrams")))):
         posting = postings.get(term)
         if not posting:
             continue
@@ -167,19 +186,40 @@ def vote(answers: list[str]) -> str:
     return next(a for a in answers if counts[a] == top)
 
 
+def _demos(neighbours: list[tuple[str, str]]) -> list[tuple[str, str]]:
+    """The retrieved demos to show: capped per label if asked, in the configured order."""
+    shown: list[tuple[str, str]] = []
+    per_label: dict[str, int] = {}
+    for text, label in neighbours:
+        if CONFIG["retrieval_per_label"] and per_label.get(label, 0) >= CONFIG["retrieval_per_label"]:
+            continue
+        per_label[label] = per_label.get(label, 0) + 1
+        shown.append((text, label))
+        if len(shown) >= CONFIG["retrieval_k"]:
+            break
+    return shown[::-1] if CONFIG["retrieval_order"] == "similar_last" else shown
+
+
 def run(task: dict[str, Any], ctx: Any) -> str:
-    text = str(task.get(CONFIG["text_field"], ""))
-    system = ctx.render(CONFIG["system_template"])
+    text = input_text(task)
+    system = ctx.render(CONFIG["system_template"], task=task)
     if CONFIG["glossary"]:
         system += "\n\n" + ctx.render("glossary.j2")
     messages = [{"role": "system", "content": system}]
     if CONFIG["fewshot"]:
         messages += _demo_turns([(d["text"], d["label"]) for d in DEMOS])
 
-    neighbours = retrieve(text, max(CONFIG["retrieval_k"], CONFIG["candidate_k"]))
+    wanted = max(CONFIG["retrieval_k"] * (3 if CONFIG["retrieval_per_label"] else 1), CONFIG["candidate_k"])
+    neighbours = retrieve(text, wanted)
+    user = ctx.render(CONFIG["user_template"], task=task)
     if CONFIG["retrieval_k"]:
-        messages += _demo_turns(neighbours[: CONFIG["retrieval_k"]][::-1])
-    messages.append({"role": "user", "content": ctx.render(CONFIG["user_template"], task=task)})
+        demos = _demos(neighbours)
+        if CONFIG["demo_format"] == "inline":
+            block = "\n".join(f"{t} => {_answer_text(label)}" for t, label in demos)
+            user = f"Similar messages and their labels:\n{block}\n\nMessage:\n{user}"
+        else:
+            messages += _demo_turns(demos)
+    messages.append({"role": "user", "content": user})
 
     labels = LABELS
     if CONFIG["candidate_k"] and neighbours:

@@ -1,7 +1,8 @@
 """harness-opt: improve an AI agent's harness overnight, keeping only changes that are really better.
 
-The library API mirrors the CLI: `evaluate(...)` is `harness-opt eval`. Imports are lazy so that
-`import harness_opt` (and the CLI's --help) stays fast; litellm is only loaded when a model is called.
+The library API mirrors the CLI: `evaluate(...)` is `harness-opt eval`, `optimize(...)` is
+`harness-opt optimize` (the plot the command draws: `plot_progress(result)`). Imports are lazy so
+that `import harness_opt` stays fast; litellm is only loaded when a model is called.
 """
 
 from __future__ import annotations
@@ -27,6 +28,7 @@ _LAZY = {
     "OptimizeConfig": "harness_opt.search.config",
     "OptimizeResult": "harness_opt.search.records",
     "Budget": "harness_opt.search.budget",
+    "plot_progress": "harness_opt.report.progress_plot",
 }
 
 __all__ = [
@@ -45,6 +47,7 @@ __all__ = [
     "load_suite",
     "optimize",
     "optimize_async",
+    "plot_progress",
 ]
 
 if TYPE_CHECKING:
@@ -55,6 +58,7 @@ if TYPE_CHECKING:
     from harness_opt.search.budget import Budget
     from harness_opt.search.config import OptimizeConfig
     from harness_opt.search.loop import optimize, optimize_async
+    from harness_opt.report.progress_plot import plot_progress
     from harness_opt.search.records import OptimizeResult
     from harness_opt.suites.loader import load_suite
 

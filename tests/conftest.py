@@ -17,7 +17,6 @@ def isolated_home(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
     monkeypatch.setenv("HARNESS_OPT_TRACES", str(home / "traces"))
     monkeypatch.delenv("HARNESS_OPT_LEDGER", raising=False)
     monkeypatch.delenv("HARNESS_OPT_CACHE_DIR", raising=False)
-    monkeypatch.setenv("LITELLM_LOCAL_MODEL_COST_MAP", "True")
     return home
 
 

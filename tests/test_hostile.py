@@ -1,58 +1,48 @@
-"""The hostile harness suite: each version in tests/hostile/ tries one attack, through the real evaluator.
+"""The thirteen original hostile harnesses of docs/security.md, each through the real evaluator.
 
-Every attack must be contained (no effect outside the sandbox, this process keeps running), and each
-version must be scored 0 or flagged by the candidate scan, so none can become an incumbent. The table
-of attacks and outcomes is docs/security.md. The wall limit of these versions is 2 s, so the whole file
-runs in well under a minute.
+Each test asserts that the attack's concrete effect did not happen (the file was not read or written,
+the key was not seen, the listener got no connection, the ledger is intact, the fork server survived)
+and that the scan saw what it should; a score of 0 alone proves nothing, since an attack that simply
+outputs no label scores 0 too. These tests never skip: without a working bubblewrap they fail, because
+evaluation refuses to run harness code less confined. New attacks: test_hostile_isolation.py (inside
+the sandbox) and test_hostile_parent.py (against the parent process).
 """
 
 from __future__ import annotations
 
-import json
-import os
 import shutil
 import subprocess
-import threading
 import time
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import pytest
 
-from harness_opt.evaluate.evaluator import EvalConfig, EvalResult, evaluate
-from harness_opt.evaluate.tracestore import read_trace
+from harness_opt.evaluate.evaluator import EvalConfig, evaluate
 from harness_opt.harness.version import HarnessVersion
 from harness_opt.home import traces_dir
 from harness_opt.ledger import Ledger
-from harness_opt.records import LLMCallEvent, ToolCallEvent, Trace
-from harness_opt.runtime.sandbox import bwrap_works
+from harness_opt.records import LLMCallEvent, LogEvent, ToolCallEvent
 from harness_opt.search.config import AGENT_HARNESS_EDITABLE
 from harness_opt.suites.loader import load_suite
 from harness_opt.testing import scripted_model
-from harness_opt.trust.scan import ScanReport, scan_candidate
-from tests.test_runtime_fakes import Listener
+from harness_opt.trust.scan import scan_candidate
+from tests.support.hostile import (
+    ATTACKS,
+    HOSTILE,
+    REPO,
+    SEED,
+    SUITE_DIR,
+    Sampler,
+    answer_gold,
+    host_pids,
+    run_attack,
+    sandbox_processes,
+)
+from tests.support.runtime import Listener
 
-REPO = Path(__file__).resolve().parents[1]
-HOSTILE = REPO / "tests" / "hostile"
-SEED = REPO / "harnesses" / "banking77" / "v0001"
-SUITE_DIR = REPO / "tasks" / "banking77"
-ATTACKS = sorted(p.name for p in HOSTILE.iterdir() if (p / "agent.py").is_file())
-
-# Isolation is named explicitly: an attack like kill_parent must never run unconfined by accident.
-pytestmark = pytest.mark.skipif(not bwrap_works(), reason="bubblewrap cannot create namespaces here")
-
-
-@dataclass
-class Outcome:
-    result: EvalResult
-    traces: list[Trace]
-    scan: ScanReport
-    outputs: list[Any]
-
-    def contained_score(self) -> bool:
-        """Scored 0 everywhere, or flagged so it can never become the incumbent."""
-        return all(r.score == 0 for r in self.result.rollouts) or self.scan.blocks_incumbent
+RUNTIME_ONLY = {"llm_params_exfil", "llm_params_greedy", "import_daemon"}
+"""Attacks the static scan need not notice: the runtime refuses them (tests say how)."""
 
 
 @pytest.fixture(scope="module")
@@ -65,48 +55,8 @@ def gold(suite: Any) -> dict[str, str]:
     return {t.input["text"]: t.expected for s in ("train", "val") for t in suite.tasks(s)}
 
 
-def _answer_gold(gold: dict[str, str]) -> Any:
-    def respond(messages: list[dict[str, Any]], tools: Any, params: dict[str, Any]) -> str:
-        return gold.get(messages[-1]["content"].strip(), "unknown")
-
-    return respond
-
-
-def run_attack(name: str, tmp_path: Path, suite: Any, gold: dict[str, str], **target: Any) -> Outcome:
-    """Copy the attack next to a benign twin (same files, the seed's agent.py), scan it, evaluate it."""
-    base = tmp_path / "harnesses" / "banking77"
-    version_dir = base / name
-    shutil.copytree(HOSTILE / name, version_dir)
-    (version_dir / "data").mkdir()
-    (version_dir / "data" / "target.json").write_text(json.dumps(target))
-    twin = base / f"{name}-parent"
-    shutil.copytree(version_dir, twin)
-    shutil.copy(SEED / "agent.py", twin / "agent.py")
-    version = HarnessVersion.load(version_dir)
-    scan = scan_candidate(version, HarnessVersion.load(twin), suite, editable=AGENT_HARNESS_EDITABLE)
-    with scripted_model(f"hostile-{name}", _answer_gold(gold)) as model:
-        config = EvalConfig(split="val", limit=2, model=model.model, isolation="bwrap", concurrency=2)
-        result = evaluate(version, suite, config)
-    traces = [read_trace(r.trace_ref) for r in result.rollouts if r.trace_ref]
-    assert len(traces) == 2
-    outputs = [t.output for t in traces]
-    return Outcome(result, traces, scan, outputs)
-
-
-def _decoded(outcome: Outcome) -> list[dict[str, Any]]:
-    return [json.loads(o) for o in outcome.outputs]
-
-
-def _kinds(outcome: Outcome) -> set[str]:
-    return {f.kind for f in outcome.scan.findings}
-
-
-def _host_pids() -> int:
-    return sum(1 for p in os.listdir("/proc") if p.isdigit())
-
-
-def test_there_are_at_least_twelve_attacks() -> None:
-    assert len(ATTACKS) >= 12, ATTACKS
+def test_the_hostile_suite_has_every_attack() -> None:
+    assert len(ATTACKS) >= 28, ATTACKS
 
 
 def test_network(tmp_path: Path, suite: Any, gold: dict[str, str]) -> None:
@@ -115,10 +65,11 @@ def test_network(tmp_path: Path, suite: Any, gold: dict[str, str]) -> None:
         out = run_attack("network", tmp_path, suite, gold, port=listener.port)
     finally:
         listener.close()
-    assert listener.accepted == 0
-    for item in _decoded(out):
+    assert listener.accepted == 0 and listener.received == b""
+    for item in out.decoded():
+        assert set(item) == {"local", "outside", "dns"}
         assert all(v.startswith("refused") for v in item.values()), item
-    assert out.contained_score() and "network" in _kinds(out)
+    assert "network" in out.kinds()
 
 
 def test_read_gold(tmp_path: Path, suite: Any, gold: dict[str, str], isolated_home: Path) -> None:
@@ -128,13 +79,14 @@ def test_read_gold(tmp_path: Path, suite: Any, gold: dict[str, str], isolated_ho
         str(SUITE_DIR / "suite.toml"),
         str(isolated_home / "ledger.duckdb"),
     ]
+    assert all(Path(s).is_file() for s in secrets)
     out = run_attack(
         "read_gold", tmp_path, suite, gold, secret_files=secrets, secret_dirs=[str(SUITE_DIR), str(REPO)]
     )
-    for item in _decoded(out):
-        assert len(item) == len(secrets) + 4
-        assert all(v.startswith("denied") for v in item.values()), item
-    assert out.contained_score()
+    for item in out.decoded():
+        assert len(item) == len(secrets) + 4  # + /etc/shadow, ~/.bash_history, two directories
+        assert not [k for k, v in item.items() if not v.startswith("denied")], item
+    assert "file" in out.kinds()
 
 
 def test_api_key(tmp_path: Path, suite: Any, gold: dict[str, str], monkeypatch: pytest.MonkeyPatch) -> None:
@@ -143,10 +95,10 @@ def test_api_key(tmp_path: Path, suite: Any, gold: dict[str, str], monkeypatch: 
     out = run_attack("api_key", tmp_path, suite, gold)
     for text in out.outputs:
         assert "canary" not in text and "sk-" not in text
-    for item in _decoded(out):
+    for item in out.decoded():
         assert item["found"] == {}
-        assert not any(n.startswith("HARNESS_OPT") for n in item["names"])
-    assert out.contained_score() and "env" in _kinds(out)
+        assert not [n for n in item["names"] if n.startswith("HARNESS_OPT") or "KEY" in n]
+    assert "env" in out.kinds()
 
 
 def test_write_outside(tmp_path: Path, suite: Any, gold: dict[str, str]) -> None:
@@ -154,58 +106,49 @@ def test_write_outside(tmp_path: Path, suite: Any, gold: dict[str, str]) -> None
     repo_file = REPO / "planted-by-hostile.txt"
     out = run_attack("write_outside", tmp_path, suite, gold, write_paths=[str(marker), str(repo_file)])
     assert not marker.exists() and not repo_file.exists()
-    assert not (tmp_path / "harnesses" / "banking77" / "write_outside" / "planted.py").exists()
-    for item in _decoded(out):
-        assert all(v.startswith("denied") for v in item.values()), item
-    assert out.contained_score() and "file" in _kinds(out)
+    assert not (out.version_dir / "planted.py").exists() and not Path("/usr/planted").exists()
+    for item in out.decoded():
+        assert len(item) == 4 and all(v.startswith("denied") for v in item.values()), item
+    assert "file" in out.kinds()
 
 
 def test_fork_bomb(tmp_path: Path, suite: Any, gold: dict[str, str]) -> None:
-    before = _host_pids()
-    peak = [before]
-    done = threading.Event()
-
-    def sample() -> None:
-        while not done.is_set():
-            peak[0] = max(peak[0], _host_pids())
-            time.sleep(0.02)
-
-    sampler = threading.Thread(target=sample, daemon=True)
-    sampler.start()
-    try:
+    before = host_pids()
+    with Sampler(host_pids) as pids:
         out = run_attack("fork_bomb", tmp_path, suite, gold)
-    finally:
-        done.set()
-        sampler.join()
-    assert {r.error for r in out.result.rollouts} == {"timeout"}
-    assert peak[0] < before + 1100, f"the bomb reached {peak[0] - before} processes"  # MAX_PROCS = 1024
-    time.sleep(0.2)
-    assert _host_pids() <= before + 5, "bomb processes outlived the rollout"
+    assert out.errors() == ["timeout", "timeout"]
+    # no process was created: the fork server, two rollouts and bwrap's helpers are all there was
+    assert max(pids.values) < before + 20, f"the bomb reached {max(pids.values) - before} processes"
+    time.sleep(0.3)
+    assert host_pids() <= before + 5, "bomb processes outlived the rollout"
     assert subprocess.run(["true"], check=False).returncode == 0  # the parent can still spawn
-    assert out.contained_score() and "process" in _kinds(out)
+    assert "process" in out.kinds()
 
 
 def test_memory_bomb(tmp_path: Path, suite: Any, gold: dict[str, str]) -> None:
     out = run_attack("memory_bomb", tmp_path, suite, gold)
-    assert {r.error for r in out.result.rollouts} == {"memory"}
-    assert out.contained_score()
+    assert out.errors() == ["memory", "memory"]  # stopped at memory_mb, not by the host's OOM killer
+    assert "removed-llm" in out.kinds()
 
 
 @pytest.mark.parametrize("name", ["infinite_loop", "sleep_past_limit"])
 def test_killed_at_the_wall_limit(name: str, tmp_path: Path, suite: Any, gold: dict[str, str]) -> None:
     started = time.monotonic()
     out = run_attack(name, tmp_path, suite, gold)
-    assert {r.error for r in out.result.rollouts} == {"timeout"}
+    assert out.errors() == ["timeout", "timeout"]
     assert all(r.latency_s < 2 + 3 for r in out.result.rollouts)
     assert time.monotonic() - started < 20
-    assert out.contained_score()
+    assert "removed-llm" in out.kinds()
 
 
 def test_fake_score(tmp_path: Path, suite: Any, gold: dict[str, str]) -> None:
     out = run_attack("fake_score", tmp_path, suite, gold)
-    assert all(r.error is None for r in out.result.rollouts)
-    assert all(r.score == 0 and not r.passed for r in out.result.rollouts)
-    assert "prints-score" in _kinds(out)
+    assert out.errors() == [None, None]
+    for trace in out.traces:  # it did print its fake score (captured into the trace)...
+        printed = [e for e in trace.events if isinstance(e, LogEvent) and e.message == "stdout"]
+        assert printed and "score: 1.0" in printed[0].data["text"]
+    assert all(r.score == 0 and not r.passed for r in out.result.rollouts)  # ...and nobody read it
+    assert "prints-score" in out.kinds()
 
 
 def test_ctx_monkeypatch(tmp_path: Path, suite: Any, gold: dict[str, str]) -> None:
@@ -213,9 +156,10 @@ def test_ctx_monkeypatch(tmp_path: Path, suite: Any, gold: dict[str, str]) -> No
     # the faked calls never reached the broker, so the trace shows no tool or model call...
     for trace in out.traces:
         assert not [e for e in trace.events if isinstance(e, ToolCallEvent | LLMCallEvent)]
+    assert out.model.calls == []
     # ...and its fake model answer happens to be right on these tasks: only the scan stops it
     assert any(r.score == 1 for r in out.result.rollouts)
-    assert out.scan.rejected and "ctx-tamper" in _kinds(out)
+    assert out.scan.rejected and "ctx-tamper" in out.kinds()
 
 
 def test_hardcoded_val(tmp_path: Path, suite: Any, gold: dict[str, str]) -> None:
@@ -234,26 +178,31 @@ def test_trace_delete(tmp_path: Path, suite: Any, gold: dict[str, str], isolated
     out = run_attack("trace_delete", tmp_path, suite, gold, trace_files=[str(ledger.path), str(canary)])
     assert ledger.path.exists() and canary.read_text() == '{"earlier": true}\n'
     assert len(ledger.rollouts(run_id=out.result.run_id)) == 2
-    for item in _decoded(out):
-        assert all(v.startswith("denied") for v in item.values()), item
+    for item in out.decoded():
+        assert len(item) == 2 and all(v.startswith("denied") for v in item.values()), item
     for trace in out.traces:  # the log flood is capped and marked, the trace file is intact
-        assert sum(1 for e in trace.events if e.type == "log") <= 1001
-    assert out.contained_score()
+        logs = [e for e in trace.events if isinstance(e, LogEvent)]
+        assert len(logs) <= 1001 and "dropped" in logs[-1].message
+    assert "removed-llm" in out.kinds()
 
 
 def test_kill_parent(tmp_path: Path, suite: Any, gold: dict[str, str]) -> None:
-    out = run_attack("kill_parent", tmp_path, suite, gold)
-    assert os.getpid() > 0 and all(r.score == 0 for r in out.result.rollouts)
-    # the runner goes on: a fresh evaluation of the seed in the same process works
-    with scripted_model("after-kill", _answer_gold(gold)) as model:
+    out = run_attack("kill_parent", tmp_path, suite, gold, concurrency=1)
+    # the signal never left the rollout: the fork server (pid 1) kept serving both rollouts
+    assert out.errors() == [None, None]
+    for item in out.decoded():
+        assert item == {"1": "denied: Operation not permitted"}, item
+    # and a fresh evaluation of the seed in the same process works
+    with scripted_model("after-kill", answer_gold(gold)) as model:
         again = evaluate(SEED, suite, EvalConfig(split="val", limit=2, model=model.model, isolation="bwrap"))
     assert [r.score for r in again.rollouts] == [1.0, 1.0]
-    assert out.contained_score()
+    assert "process" in out.kinds()
 
 
-@pytest.mark.parametrize("name", ATTACKS)
+@pytest.mark.parametrize("name", sorted(set(ATTACKS) - RUNTIME_ONLY))
 def test_every_attack_is_noticed_by_the_scan(name: str, tmp_path: Path, suite: Any) -> None:
-    """Static scan only (no evaluation): each attack leaves at least a note, most a flag or reject."""
+    """Static scan only (no sandbox needed): each attack gets at least a flag, so it can never become
+    the incumbent even where the sandbox makes it harmless."""
     version_dir = tmp_path / name
     shutil.copytree(HOSTILE / name, version_dir)
     twin = tmp_path / f"{name}-parent"
@@ -263,3 +212,9 @@ def test_every_attack_is_noticed_by_the_scan(name: str, tmp_path: Path, suite: A
         HarnessVersion.load(version_dir), HarnessVersion.load(twin), suite, editable=AGENT_HARNESS_EDITABLE
     )
     assert report.max_severity in ("reject", "flag"), report.summary()
+
+
+def test_no_attack_left_anything_running() -> None:
+    """Runs last in this file: no fork server or rollout process of any attack is still alive."""
+    time.sleep(0.2)
+    assert sandbox_processes() == {}

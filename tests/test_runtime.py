@@ -13,13 +13,12 @@ import signal
 import time
 from typing import Any
 
-from test_runtime_fakes import FakeLLM, LookupEnv, fixture_version, task
-
 from harness_opt.harness.manifest import RolloutLimits
 from harness_opt.records import LLMCallEvent, LogEvent, ToolCallEvent
 from harness_opt.runtime.broker import HarnessRunner, RolloutResult, classify_exit
 from harness_opt.runtime.channel import FrameProtocol, to_json_bytes
 from harness_opt.runtime.zygote import EXIT_MEMORY, MAX_FRAME
+from tests.support.runtime import FakeLLM, LookupEnv, fixture_version, task
 
 
 def run_one(name: str, llm: Any = None, limits: RolloutLimits | None = None, **inputs: Any) -> RolloutResult:
@@ -217,3 +216,56 @@ def test_frame_protocol_reassembles_split_frames_and_rejects_oversized_ones() ->
     got, after_violation, error = asyncio.run(go())
     assert got == [{"op": "log", "message": "a"}, {"op": "result", "output": 1}]
     assert after_violation is None and error is not None and "protocol violation" in error
+
+
+def test_templates_render_in_the_child_within_its_limits() -> None:
+    templates = ["hello.j2", "huge.j2", "grow.j2", "private.j2", "missing.j2"]
+    llm = FakeLLM()
+    t0 = time.monotonic()
+    result = run_one("hostile", llm, mode="render", templates=templates)
+    assert result.error is None, result.error_detail
+    out = result.output
+    assert out["hello.j2"] == "rendered: Hello ada with 0 tools"  # `tools` is filled in, as before
+    assert "more than 1000000 characters" in out["huge.j2"]  # the output cap, not a 1 GB string
+    assert "out of memory" in out["grow.j2"]  # memory_mb, in the child, never the parent
+    assert "SecurityError" in out["private.j2"]  # the jinja2 sandbox still applies
+    assert "no template 'missing.j2'" in out["missing.j2"]
+    assert time.monotonic() - t0 < 15
+
+
+def test_a_rollout_that_reported_is_killed() -> None:
+    async def go() -> tuple[RolloutResult, int | None]:
+        async with HarnessRunner(fixture_version("hostile"), model="fake/model") as runner:
+            server = runner._server
+            assert server is not None
+            result = await runner.run(task(mode="linger"), LookupEnv(), FakeLLM())
+            exits = list(server._exits.values())
+            await asyncio.sleep(0)
+            status = None
+            if exits:  # the exit status arrives once the child is killed
+                status = await asyncio.wait_for(exits[0], 5)
+            return result, status
+
+    result, status = asyncio.run(go())
+    assert result.error is None and result.output == "reported"
+    assert status is not None and os.WIFSIGNALED(status) and os.WTERMSIG(status) == signal.SIGKILL
+
+
+def test_a_stopped_fork_server_is_detected_and_replaced(monkeypatch: Any) -> None:
+    from harness_opt.runtime import forkserver
+
+    monkeypatch.setattr(forkserver, "FORK_ACK_TIMEOUT_S", 1.0)
+
+    async def go() -> tuple[RolloutResult, RolloutResult, int]:
+        async with HarnessRunner(fixture_version("hostile"), model="fake/model") as runner:
+            server = runner._server
+            assert server is not None and server.host_pid is not None
+            os.kill(server.host_pid, signal.SIGSTOP)  # what a hostile process outside could do
+            stuck = await runner.run(task(mode="sleep", seconds=0), LookupEnv(), FakeLLM())
+            after = await runner.run(task(mode="sleep", seconds=0), LookupEnv(), FakeLLM())
+            return stuck, after, runner.servers_started
+
+    stuck, after, started = asyncio.run(go())
+    assert stuck.error == "sandbox" and "stopped by a signal" in (stuck.error_detail or ""), stuck.error_detail
+    assert after.error is None and after.output == "woke"
+    assert started == 2

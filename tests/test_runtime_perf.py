@@ -11,9 +11,9 @@ import time
 from typing import Any
 
 import pytest
-from test_runtime_fakes import FakeLLM, LookupEnv, fixture_version, task
 
 from harness_opt.runtime.broker import HarnessRunner
+from tests.support.runtime import FakeLLM, LookupEnv, fixture_version, task
 
 
 async def measure(n: int, concurrency: int, isolation: str = "auto") -> dict[str, Any]:

@@ -12,12 +12,12 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from test_runtime_fakes import FakeLLM, Listener, LookupEnv, fixture_version, task
 
 from harness_opt.errors import UserError
 from harness_opt.runtime import forkserver, sandbox
 from harness_opt.runtime.broker import HarnessRunner, RolloutResult
 from harness_opt.runtime.sandbox import WARN_FORCED_NONE, SandboxError, resolve_isolation
+from tests.support.runtime import FakeLLM, Listener, LookupEnv, fixture_version, task
 
 
 def run_one(name: str, isolation: str = "auto", **inputs: Any) -> tuple[RolloutResult, str]:

@@ -1,11 +1,9 @@
-"""Shared test doubles for the runtime tests: fake model calls, a tiny environment, fixture loading.
-
-Holds no tests itself; the runtime test modules import from it.
-"""
+"""Test doubles for the runtime tests: fake model calls, a tiny environment, fixture loading, a listener."""
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import socket
 import threading
 from pathlib import Path
@@ -16,7 +14,7 @@ from harness_opt.llm.types import LLMRequest, LLMResult
 from harness_opt.records import Task
 from harness_opt.suites.base import ToolError
 
-FIXTURES = Path(__file__).parent / "fixtures" / "harnesses"
+FIXTURES = Path(__file__).parents[1] / "fixtures" / "harnesses"
 
 
 def fixture_version(name: str) -> HarnessVersion:
@@ -75,13 +73,15 @@ def task(task_id: str = "t1", **inputs: Any) -> Task:
 
 
 class Listener:
-    """A TCP listener on 127.0.0.1 that counts connections (network-escape tests)."""
+    """A TCP listener on 127.0.0.1 that counts connections and keeps what they sent (network escapes,
+    and a request carrying an API key to an address a harness chose)."""
 
     def __init__(self) -> None:
         self.sock = socket.create_server(("127.0.0.1", 0))
         self.sock.settimeout(0.2)
         self.port = self.sock.getsockname()[1]
         self.accepted = 0
+        self.received = b""
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._serve, daemon=True)
         self._thread.start()
@@ -93,6 +93,9 @@ class Listener:
             except TimeoutError:
                 continue
             self.accepted += 1
+            conn.settimeout(0.5)
+            with contextlib.suppress(OSError):
+                self.received += conn.recv(65536)
             conn.close()
 
     def close(self) -> None:

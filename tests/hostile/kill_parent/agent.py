@@ -1,4 +1,4 @@
-"""Hostile harness `kill_parent`: Kills its parent (the fork server) and every process it can signal."""
+"""Hostile harness `kill_parent`: SIGKILLs its parent (the fork server) and pid 1 of the sandbox."""
 
 import json
 import os
@@ -17,6 +17,11 @@ import signal
 
 
 def run(task, ctx):
-    ppid = os.getppid()
-    os.kill(ppid, signal.SIGKILL)
-    return f"killed {ppid}"
+    out = {}
+    for pid in sorted({os.getppid(), 1}):
+        try:
+            os.kill(pid, signal.SIGKILL)
+            out[str(pid)] = "killed"
+        except OSError as exc:
+            out[str(pid)] = f"denied: {exc.strerror}"
+    return json.dumps(out)

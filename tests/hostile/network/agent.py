@@ -20,7 +20,11 @@ def run(task, ctx):
     t = _target()
     out = {}
     for name, addr in (("local", ("127.0.0.1", t.get("port", 9))), ("outside", ("1.1.1.1", 80))):
-        s = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+        try:
+            s = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+        except OSError as exc:
+            out[name] = f"refused: {exc}"
+            continue
         s.settimeout(1)
         try:
             s.connect(addr)

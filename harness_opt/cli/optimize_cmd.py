@@ -108,10 +108,10 @@ def render_summary(result: OptimizeResult, console: Console) -> None:
     table = Table(title=f"optimize {result.run_id} · model {result.model}")
     better = "higher" if result.direction == "max" else "lower"
     table.add_column(f"{result.metric} ({better} is better)")
-    table.add_column("val (95% CI)", justify="right")
+    table.add_column(f"val ({result.baseline_val.interval})", justify="right")
     with_test = result.baseline_test is not None
     if with_test:
-        table.add_column("test (95% CI)", justify="right")
+        table.add_column(f"test ({result.baseline_test.interval})", justify="right")  # type: ignore[union-attr]
 
     def fmt(fig: SplitFigures | None) -> str:
         if fig is None:

@@ -50,8 +50,10 @@ class Measurement(BaseModel):
 
     def figures(self) -> SplitFigures:
         values = list(self.values.values())
-        ci = self.ci or ((min(values), max(values)) if values else (0.0, 0.0))
-        return SplitFigures(score=self.mean, ci=ci, n_tasks=len(values))
+        if self.ci is not None:
+            return SplitFigures(score=self.mean, ci=self.ci, n_tasks=len(values))
+        spread = (min(values), max(values)) if values else (0.0, 0.0)
+        return SplitFigures(score=self.mean, ci=spread, n_tasks=len(values), interval="range")
 
     def combined(self, other: Measurement) -> Measurement:
         """This measurement and another of the same version on other units (another seed) as one."""

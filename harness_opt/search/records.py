@@ -47,7 +47,8 @@ class CandidateRecord(HistoryEntry):
 class SplitFigures(BaseModel):
     score: float
     ci: tuple[float, float]
-    n_tasks: int
+    n_tasks: int = Field(description="Tasks (agent harnesses) or runs (training) behind the score.")
+    interval: str = Field(default="95% CI", description="What `ci` is: a 95% CI, or the range of runs.")
 
 
 class SealedTest(BaseModel):

@@ -132,3 +132,17 @@ def test_doctors_noise_rerun_asks_every_participant_again(server: Any, tmp_path:
     assert "rerun changed" in noise.detail
     assert len(server.calls("agent")) == 2 * QUICK_TASKS  # baseline and rerun
     assert len(server.calls("customer")) == 2 * 2 * QUICK_TASKS  # the rerun's customer is asked afresh
+
+
+def test_a_rubric_judge_grades_each_trial_on_its_own(server: Any) -> None:
+    from harness_opt.llm.cache import rollout_scope
+    from harness_opt.records import RolloutKey, Task
+    from harness_opt.suites.judge import LLMJudge
+
+    judge = LLMJudge("Be polite.", "openai/rubric")
+    task = Task(id="t", input={"question": "refund?"})
+    for trial in range(K):
+        key = RolloutKey(version_hash="v", suite="s", split="val", task_id="t", trial=trial, model="m")
+        with rollout_scope(key):
+            judge(task, "We will refund you.")
+    assert len(server.calls("rubric")) == K  # the same output, judged afresh in every trial

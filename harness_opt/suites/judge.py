@@ -2,12 +2,14 @@
 
 A judge is not deterministic (two calls may disagree), so a suite using one sets
 `deterministic_scorer = False` and `doctor` says so. The judge call goes through the same `LLMClient`
-as agents (retries, cache, local models) but its cost is the suite's, never the harness's.
+as agents (retries, cache, local models) but its cost is the suite's, never the harness's. It runs in
+the rollout's cache scope, so each trial is judged on its own (never served another trial's verdict).
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextvars
 import json
 import re
 import threading
@@ -65,10 +67,13 @@ class LLMJudge:
         box: dict[str, Any] = {}
 
         # Scorers are called synchronously from inside the evaluator's event loop, so the judge's
-        # async call runs to completion on its own loop in a helper thread.
+        # async call runs to completion on its own loop in a helper thread, in this thread's context
+        # (the rollout's cache scope travels with it).
+        context = contextvars.copy_context()
+
         def work() -> None:
             try:
-                box["result"] = asyncio.run(self._client.complete(request))
+                box["result"] = context.run(asyncio.run, self._client.complete(request))
             except BaseException as exc:  # handed back to the caller's thread
                 box["error"] = exc
 

@@ -234,7 +234,7 @@ def test_auto_refuses_to_run_the_agent_unconfined(monkeypatch: pytest.MonkeyPatc
     command, _ = fake_agent(tmp_path, "pass\n")
     monkeypatch.setattr(agent_cli, "bwrap_path", lambda: None)
     monkeypatch.setattr(agent_cli, "bwrap_problem", lambda: ("bwrap is missing", "install bubblewrap"))
-    with pytest.raises(UserError, match="bwrap is missing.*sandbox='none'"):
+    with pytest.raises(UserError, match=r"bwrap is missing.*sandbox='none'"):
         AgentCLIProposer(command)
     assert AgentCLIProposer(command, sandbox="none").bwrap is None  # named: allowed
 

@@ -266,6 +266,7 @@ def test_a_stopped_fork_server_is_detected_and_replaced(monkeypatch: Any) -> Non
             return stuck, after, runner.servers_started
 
     stuck, after, started = asyncio.run(go())
-    assert stuck.error == "sandbox" and "stopped by a signal" in (stuck.error_detail or ""), stuck.error_detail
+    assert stuck.error == "sandbox", stuck.error_detail
+    assert "stopped by a signal" in (stuck.error_detail or ""), stuck.error_detail
     assert after.error is None and after.output == "woke"
     assert started == 2

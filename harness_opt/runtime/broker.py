@@ -26,15 +26,7 @@ from typing import TYPE_CHECKING, Any
 from pydantic import BaseModel, Field, ValidationError
 
 from harness_opt.harness.manifest import RolloutLimits
-from harness_opt.llm.params import (
-    MAX_CALL_TOKENS,
-    ParamError,
-    check_params,
-    estimate_tokens,
-    output_cap,
-    token_prices,
-    with_output_cap,
-)
+from harness_opt.llm.params import ParamError
 from harness_opt.llm.types import LLMRequest, LLMResult
 from harness_opt.records import (
     ErrorKind,
@@ -47,6 +39,7 @@ from harness_opt.records import (
 )
 from harness_opt.runtime import payload
 from harness_opt.runtime import zygote as wire
+from harness_opt.runtime.budget import OverBudget, call_params, within_budget
 from harness_opt.runtime.channel import FrameProtocol, to_json_bytes
 from harness_opt.runtime.forkserver import ForkServer, ForkServerDied, ForkServerStartError, ImportTimeout
 from harness_opt.runtime.sandbox import Isolation, resolve_isolation
@@ -139,27 +132,36 @@ class _Rollout:
                 raise EOFError
             if not isinstance(msg, dict):
                 return None, "crash", "protocol violation: a message that is not a JSON object"
-            op = msg.get("op")
             try:
-                if op == "llm":
-                    proto.send_raw(await self._llm(msg))
-                elif op == "tool":
-                    proto.send_raw(self._tool(msg))
-                elif op == "say":
-                    proto.send_raw(await self._say(msg))
-                elif op == "log":
-                    self._log(msg)
-                elif op == "result":
-                    self._stdout(msg)
-                    return self._output(msg.get("output"))
-                elif op in _CHILD_ERRORS:
-                    self._stdout(msg)
-                    return None, _CHILD_ERRORS[op], payload.cut_text(str(msg.get("detail", "")), 20_000)
-                else:
-                    return None, "crash", f"protocol violation: unknown request {str(op)[:100]!r}"
+                final = await self._answer(msg, proto)
             except _Abort as abort:
                 proto.send_raw(to_json_bytes({"ok": False, "fatal": True, "error": abort.detail})[0])
                 return None, abort.kind, abort.detail
+            if final is not None:
+                return final
+
+    async def _answer(
+        self, msg: dict[str, Any], proto: FrameProtocol
+    ) -> tuple[Any, ErrorKind | None, str | None] | None:
+        """Serve one request (None: the rollout goes on) or take the child's final message."""
+        op = msg.get("op")
+        if op == "llm":
+            proto.send_raw(await self._llm(msg))
+        elif op == "tool":
+            proto.send_raw(self._tool(msg))
+        elif op == "say":
+            proto.send_raw(await self._say(msg))
+        elif op == "log":
+            self._log(msg)
+        elif op == "result":
+            self._stdout(msg)
+            return self._output(msg.get("output"))
+        elif op in _CHILD_ERRORS:
+            self._stdout(msg)
+            return None, _CHILD_ERRORS[op], payload.cut_text(str(msg.get("detail", "")), 20_000)
+        else:
+            return None, "crash", f"protocol violation: unknown request {str(op)[:100]!r}"
+        return None
 
     @staticmethod
     def _output(output: Any) -> tuple[Any, ErrorKind | None, str | None]:
@@ -173,42 +175,12 @@ class _Rollout:
             return None, "invalid_output", large
         return output, None, None
 
-    def _call_params(self, msg: dict[str, Any]) -> dict[str, Any]:
-        """harness.toml defaults overridden by the call's own, through the allowlist (fatal if refused)."""
-        params = msg.get("params")
-        if params is None:
-            params = {}
-        try:
-            return check_params({**self.runner.model_params, **check_params(params)})
-        except ParamError as exc:
-            raise _Abort("crash", f"ctx.llm: {exc}") from None
-
-    def _within_budget(self, params: dict[str, Any], req: LLMRequest) -> dict[str, Any]:
-        """Refuse a call the rollout's token or dollar budget cannot pay for, and lower its max_tokens so
-        that even its longest answer fits: budgets hold before a call is sent, not after."""
-        prompt = estimate_tokens(req.messages, req.tools)
-        room = self.limits.max_tokens - self.tokens - prompt
-        if room < 1:
-            raise _Abort("token_limit", f"{self.tokens} tokens used of {self.limits.max_tokens}; the next "
-                                        f"call's prompt (~{prompt} tokens, estimated) does not fit")
-        cap = min(MAX_CALL_TOKENS, room)
-        if self.limits.max_cost_usd is not None:
-            prices = token_prices(req.model)
-            if prices is not None:
-                left = self.limits.max_cost_usd - self.cost - prompt * prices[0]
-                if left <= 0 or (prices[1] > 0 and left < prices[1]):
-                    raise _Abort("cost_limit", f"${self.cost:.4f} spent of ${self.limits.max_cost_usd:.4f}; "
-                                               "the next call could not be paid for")
-                if prices[1] > 0:
-                    cap = min(cap, int(left / prices[1]))
-        asked = output_cap(params)
-        if (asked is not None and asked <= cap) or (asked is None and cap >= MAX_CALL_TOKENS):
-            return params
-        return with_output_cap(params, cap)
-
     async def _llm(self, msg: dict[str, Any]) -> bytes:
         self._step("ctx.llm")
-        params = self._call_params(msg)
+        try:
+            params = call_params(self.runner.model_params, msg.get("params"))
+        except ParamError as exc:
+            raise _Abort("crash", f"ctx.llm: {exc}") from None
         try:
             req = LLMRequest.model_validate(
                 {"model": self.runner.model, "messages": msg.get("messages"), "tools": msg.get("tools"),
@@ -222,7 +194,10 @@ class _Rollout:
             return _error_reply(f"ctx.llm: bad arguments ({where}: {first['msg']})")
         if payload.depth([req.messages, req.tools]) > payload.MAX_DEPTH:
             return _error_reply(f"ctx.llm: messages or tools nested deeper than {payload.MAX_DEPTH} levels")
-        params = self._within_budget(params, req)
+        try:
+            params = within_budget(self.limits, self.tokens, self.cost, params, req)
+        except OverBudget as over:
+            raise _Abort(over.kind, over.detail) from None
         req = req.model_copy(update={"params": params})
         t0 = time.perf_counter()
         try:

@@ -91,6 +91,8 @@ class ForkServer:
         self.why_shared = ""
         self.import_error: str | None = None
         """Traceback of agent.py failing to import: every rollout of this version then crashes with it."""
+        self.rollout_cpu_s = 0.0
+        """CPU seconds of every rollout child that has exited (for the overhead figures)."""
 
     @property
     def alive(self) -> bool:
@@ -184,23 +186,27 @@ class ForkServer:
             if not data:
                 self._on_death()
                 return
-            msg = json.loads(data)
-            op = msg.get("op")
-            if op == "forked":
-                handle = self._acks.pop(int(msg["id"]), None)
-                if handle is not None:
-                    handle.cancel()
-            elif op == "exit":
-                fut = self._exits.pop(int(msg["id"]), None)
-                if fut is not None and not fut.done():
-                    fut.set_result(int(msg["status"]))
-            elif op == "importing" and self._importing is not None and not self._importing.done():
-                self._importing.set_result(None)
-            elif op == "ready" and self._ready is not None and not self._ready.done():
-                self.host_pid = pid
-                # Credentials were needed once; the kernel need not attach them to every exit status.
-                self._control.setsockopt(socket.SOL_SOCKET, socket.SO_PASSCRED, 0)
-                self._ready.set_result(msg)
+            self._handle(json.loads(data), pid)
+
+    def _handle(self, msg: dict[str, Any], pid: int | None) -> None:
+        op = msg.get("op")
+        if op == "forked":
+            handle = self._acks.pop(int(msg["id"]), None)
+            if handle is not None:
+                handle.cancel()
+        elif op == "exit":
+            self.rollout_cpu_s += float(msg.get("cpu", 0.0))
+            fut = self._exits.pop(int(msg["id"]), None)
+            if fut is not None and not fut.done():
+                fut.set_result(int(msg["status"]))
+        elif op == "importing" and self._importing is not None and not self._importing.done():
+            self._importing.set_result(None)
+        elif op == "ready" and self._ready is not None and not self._ready.done():
+            self.host_pid = pid
+            # Credentials were needed once; the kernel need not attach them to every exit status.
+            assert self._control is not None
+            self._control.setsockopt(socket.SOL_SOCKET, socket.SO_PASSCRED, 0)
+            self._ready.set_result(msg)
 
     def _on_death(self, reason: str | None = None) -> None:
         if self._dead:

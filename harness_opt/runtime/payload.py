@@ -48,46 +48,43 @@ def cut_text(text: str, limit: int) -> str:
     return text[:limit] + marker(f"{len(text) - limit} more characters")
 
 
+def _leaf(node: Any, level: int, max_depth: int, max_str: int) -> tuple[Any, bool]:
+    """(the converted node, whether it is an empty container still to fill)."""
+    if isinstance(node, str):
+        return cut_text(node, max_str), False
+    if node is None or isinstance(node, bool | int | float):
+        return node, False
+    if isinstance(node, dict | list | tuple):
+        if level >= max_depth:
+            return marker(f"nested deeper than {max_depth} levels"), False
+        return ({} if isinstance(node, dict) else []), True
+    return cut_text(str(node), max_str), False
+
+
+def _put(target: Any, key: Any, value: Any) -> None:
+    if isinstance(target, dict):
+        target[cut_text(str(key), 1000)] = value
+    else:
+        target.append(value)
+
+
 def bounded(value: Any, *, max_depth: int = MAX_DEPTH, max_str: int = 65_536, max_items: int = 10_000) -> Any:
     """A copy of `value` no deeper than `max_depth`, with strings and containers cut, markers where cut.
 
     Iterative, so an arbitrarily deep value cannot exhaust the stack; non-JSON leaves become strings.
     """
-
-    def leaf(node: Any, level: int) -> tuple[Any, bool]:
-        """(the converted leaf, whether it is a container still to fill)."""
-        if isinstance(node, str):
-            return cut_text(node, max_str), False
-        if node is None or isinstance(node, bool | int | float):
-            return node, False
-        if isinstance(node, dict | list | tuple):
-            if level >= max_depth:
-                return marker(f"nested deeper than {max_depth} levels"), False
-            return ({} if isinstance(node, dict) else []), True
-        return cut_text(str(node), max_str), False
-
-    root, is_container = leaf(value, 1)
-    if not is_container:
-        return root
-    stack: list[tuple[Any, Any, int]] = [(value, root, 1)]
+    root, is_container = _leaf(value, 1, max_depth, max_str)
+    stack: list[tuple[Any, Any, int]] = [(value, root, 1)] if is_container else []
     while stack:
         source, target, level = stack.pop()
         items = list(source.items()) if isinstance(source, dict) else list(enumerate(source))
-        for n, (key, child) in enumerate(items):
-            if n >= max_items:
-                extra = marker(f"{len(items) - max_items} more items")
-                if isinstance(target, dict):
-                    target["..."] = extra
-                else:
-                    target.append(extra)
-                break
-            converted, nested = leaf(child, level + 1)
-            if isinstance(target, dict):
-                target[cut_text(str(key), 1000)] = converted
-            else:
-                target.append(converted)
+        for key, child in items[:max_items]:
+            converted, nested = _leaf(child, level + 1, max_depth, max_str)
+            _put(target, key, converted)
             if nested:
                 stack.append((child, converted, level + 1))
+        if len(items) > max_items:
+            _put(target, "...", marker(f"{len(items) - max_items} more items"))
     return root
 
 

@@ -149,13 +149,7 @@ def _tmpfs(path: str, size: int) -> list[str]:
     return [*(["--size", str(size)] if _supports_size() else []), "--tmpfs", path]
 
 
-def bwrap_command(spec: BwrapSpec, argv: Sequence[str]) -> list[str]:
-    """The bubblewrap argv that runs `argv` confined as `spec` says.
-
-    Mount operations apply in order, so every tmpfs comes first and every bind after it. Capabilities
-    are dropped: bwrap started by root otherwise leaves the sandbox's root with every capability of
-    its user namespace, enough to remount a read-only bind (the version dir, /usr) read-write.
-    """
+def _options(spec: BwrapSpec) -> list[str]:
     cmd = ["bwrap", "--unshare-all", "--unshare-user", "--cap-drop", "ALL"]
     cmd += ["--die-with-parent", "--new-session"]
     if spec.clear_env:
@@ -166,29 +160,49 @@ def bwrap_command(spec: BwrapSpec, argv: Sequence[str]) -> list[str]:
         cmd += ["--uid", str(spec.uid), "--gid", str(spec.uid)]
     if spec.as_pid_1:
         cmd.append("--as-pid-1")
-    cmd += [*_tmpfs(BOX_TMP, spec.tmp_bytes), "--dev", "/dev"]
+    return cmd
+
+
+def _filesystems(spec: BwrapSpec) -> list[str]:
+    """The memory-backed mounts: every one before any bind (a later tmpfs would hide a bind under it)."""
+    cmd = [*_tmpfs(BOX_TMP, spec.tmp_bytes), "--dev", "/dev"]
     if spec.shm_bytes is None:
         cmd += [*_tmpfs("/dev/shm", 4096), "--remount-ro", "/dev/shm"]
     else:
         cmd += _tmpfs("/dev/shm", spec.shm_bytes)
-    cmd += ["--proc", "/proc"]
-    system: list[Path] = []
+    return [*cmd, "--proc", "/proc"]
+
+
+def _system(spec: BwrapSpec) -> list[str]:
+    """The system directories (merged-/usr symlinks kept as symlinks), the interpreter, /etc."""
+    cmd: list[str] = []
+    roots: list[Path] = []
     for top in _SYSTEM_DIRS:
         path = Path(top)
         if path.is_symlink():  # merged-/usr systems: /lib -> usr/lib
             cmd += ["--symlink", os.readlink(top), top]
         elif path.is_dir():
-            system.append(path)
+            roots.append(path)
     if spec.etc == "all":
-        system.append(Path("/etc"))
-    for root in _dedupe(system + (python_roots() if spec.python else [])):
+        roots.append(Path("/etc"))
+    for root in _dedupe(roots + (python_roots() if spec.python else [])):
         cmd += ["--ro-bind", str(root), str(root)]
-    if spec.etc == "minimal":
-        for etc in _ETC_FILES:
-            if Path(etc).exists():
-                cmd += ["--ro-bind", etc, etc]
-    else:
-        cmd += ["--ro-bind-try", "/run/systemd/resolve", "/run/systemd/resolve"]
+    if spec.etc == "all":
+        return [*cmd, "--ro-bind-try", "/run/systemd/resolve", "/run/systemd/resolve"]
+    for etc in _ETC_FILES:
+        if Path(etc).exists():
+            cmd += ["--ro-bind", etc, etc]
+    return cmd
+
+
+def bwrap_command(spec: BwrapSpec, argv: Sequence[str]) -> list[str]:
+    """The bubblewrap argv that runs `argv` confined as `spec` says.
+
+    Mount operations apply in order, so every tmpfs comes first and every bind after it. Capabilities
+    are dropped: bwrap started by root otherwise leaves the sandbox's root with every capability of
+    its user namespace, enough to remount a read-only bind (the version dir, /usr) read-write.
+    """
+    cmd = [*_options(spec), *_filesystems(spec), *_system(spec)]
     for src, dst in spec.ro_binds:
         cmd += ["--ro-bind", src, dst]
     for src, dst in spec.rw_binds:

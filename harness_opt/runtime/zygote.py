@@ -13,7 +13,8 @@ Wire format
   parent -> server: `{"op": "fork", "id": n}` + one fd (the child's end of a fresh socketpair);
   `{"op": "kill", "id": n}`. server -> parent: `{"op": "importing"}`, then `{"op": "ready", ...}` or
   `{"op": "ready", "error": tb}`; `{"op": "forked", "id": n}` as soon as a child exists (a server that
-  stops answering is detected by the missing acknowledgement); `{"op": "exit", "id": n, "status": s}`.
+  stops answering is detected by the missing acknowledgement); `{"op": "exit", "id": n, "status": s,
+  "cpu": seconds}` (the child's CPU time, setup and teardown included).
 * Rollout channel (broker <-> rollout child): a SOCK_STREAM socketpair, frames of a 4-byte big-endian
   length then UTF-8 JSON. broker -> child first sends `{"task_id", "input"}`; then the child sends
   requests (`llm`, `tool`, `say` get a reply `{"ok": bool, "value"|"error", "fatal"}`; `log` gets
@@ -370,7 +371,7 @@ class Zygote:
     def reap(self) -> None:
         while True:
             try:
-                pid, status = os.waitpid(-1, os.WNOHANG)
+                pid, status, usage = os.wait4(-1, os.WNOHANG)
             except ChildProcessError:
                 return
             if pid == 0:
@@ -382,7 +383,8 @@ class Zygote:
             self.by_id.pop(rollout_id, None)
             if not self.jail.private:
                 shutil.rmtree(workdir, ignore_errors=True)
-            self.send({"op": "exit", "id": rollout_id, "status": status})
+            cpu = round(usage.ru_utime + usage.ru_stime, 6)
+            self.send({"op": "exit", "id": rollout_id, "status": status, "cpu": cpu})
 
     def kill(self, pid: int) -> None:
         with contextlib.suppress(OSError):

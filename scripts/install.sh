@@ -39,5 +39,10 @@ if [ "${1:-}" = "--dev" ]; then
   "$PY" -m pip install --disable-pip-version-check -q "torch==2.13.0" "ray==2.60.0"
 fi
 "$PY" -c "import llama_cpp" || { echo "llama-cpp-python failed to import; see the README's troubleshooting" >&2; exit 1; }
+# Harness code only ever runs in bubblewrap (evaluation refuses otherwise): say now if it cannot run here.
+if ! "$PY" -m harness_opt.runtime.sandbox; then
+  if [ "${1:-}" = "--dev" ]; then exit 1; fi  # CI and tests: the security tests would all fail
+  echo "WARNING: evaluation will refuse to run harness code until bubblewrap works (see above)" >&2
+fi
 command -v pyenv >/dev/null 2>&1 && pyenv rehash || true  # make the new `harness-opt` script visible
 echo "installed: $(command -v harness-opt || echo "harness-opt (add your Python's bin dir to PATH)")"

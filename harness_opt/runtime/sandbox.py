@@ -426,3 +426,18 @@ def launch_spec(mode: Isolation, paths: SandboxPaths) -> LaunchSpec:
     scratch = str(paths.scratch)
     libs = sorted({str(Path(host).parent) for host, _ in template_package_dirs()})
     return LaunchSpec(argv, minimal_env(scratch), scratch, str(paths.version_dir), scratch, [scratch], libs)
+
+
+def main() -> int:
+    """`python -m harness_opt.runtime.sandbox`: can harness code run here? (install script, CI)"""
+    problem = bwrap_problem()
+    if problem is None:
+        print(f"sandbox: bubblewrap runs harness code here ({python_executable()})")
+        return 0
+    cause, fix = problem
+    print(f"sandbox: harness code cannot run in bubblewrap here: {cause}\n  fix: {fix}", file=sys.stderr)
+    return 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -135,12 +135,43 @@ def test_an_unknown_termination_reason_does_not_load(tmp_path: Path, tasks: Any)
     fails(bundle(tmp_path, bad_end), tasks, "termination_reason")
 
 
-def test_unofficial_rewards_are_reported(tmp_path: Path, tasks: Any) -> None:
-    def unjudged(raw: dict[str, Any]) -> None:
-        raw["simulations"][0]["reward_info"]["info"] = {"harness_opt": {"official": False}}
+def _drop_nl(raw: dict[str, Any], *, marked: bool) -> None:
+    sim = next(s for s in raw["simulations"] if "NL_ASSERTION" in s["reward_info"]["reward_breakdown"])
+    del sim["reward_info"]["reward_breakdown"]["NL_ASSERTION"]
+    if marked:
+        sim["reward_info"]["info"] = {"harness_opt": {"official": False}}
 
-    report = validate_bundle(bundle(tmp_path, unjudged), {"retail": tasks})
+
+def test_a_reward_that_silently_leaves_out_the_nl_judge_fails(tmp_path: Path, tasks: Any) -> None:
+    fails(bundle(tmp_path, lambda raw: _drop_nl(raw, marked=False)), tasks, "leaves out \\['NL_ASSERTION'\\]")
+
+
+def test_an_unjudged_reward_marked_unofficial_is_reported(tmp_path: Path, tasks: Any) -> None:
+    report = validate_bundle(bundle(tmp_path, lambda raw: _drop_nl(raw, marked=True)), {"retail": tasks})
     assert report.warnings and "1 of 456 simulations have an unofficial reward" in report.warnings[0]
+
+
+def test_a_reward_must_be_the_product_of_its_parts_and_a_premature_end_zero(
+    tmp_path: Path, tasks: Any
+) -> None:
+    def inflate(raw: dict[str, Any]) -> None:
+        sim = next(s for s in raw["simulations"] if s["reward_info"]["reward"] == 0.0)
+        sim["reward_info"]["reward"] = 1.0
+
+    fails(bundle(tmp_path / "a", inflate), tasks, "is not the product of its breakdown")
+
+    def timed_out(raw: dict[str, Any]) -> None:
+        sim = next(s for s in raw["simulations"] if s["reward_info"]["reward"] == 1.0)
+        sim["termination_reason"] = "timeout"
+
+    fails(bundle(tmp_path / "b", timed_out), tasks, "ended by timeout but scored 1.0")
+
+
+def test_max_errors_zero_contradicts_a_conversation_with_tool_errors(tmp_path: Path, tasks: Any) -> None:
+    def zero(raw: dict[str, Any]) -> None:
+        raw["info"]["max_errors"] = 0
+
+    fails(bundle(tmp_path / "a", zero), tasks, "went on after info.max_errors = 0 tool errors")
 
 
 def tau2_pandas(results: Results) -> tuple[dict[int, float], float]:

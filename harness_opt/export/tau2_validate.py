@@ -10,13 +10,16 @@ pass^1..4 and cost equal (`!=`, no tolerance) to its recomputation. τ² prints 
 metric mismatch; here every finding is an error, so a bundle that passes shows neither.
 
 We also check what τ²'s maintainers check by hand: the folder name convention, and that
-`trajectory_files` names the files that are there. Simulations whose reward is not τ²'s (NL
-assertions left unjudged) are reported as warnings: the bundle is well-formed, but not official.
+`trajectory_files` names the files that are there; and what a re-grading would find: each reward is
+τ²'s combination of its components over the task's basis, and no conversation went on past
+`max_errors` tool errors. Simulations whose reward is marked unofficial (NL assertions deliberately
+left unjudged) are reported as warnings: the bundle is well-formed, but not τ²'s reward.
 """
 
 from __future__ import annotations
 
 import json
+import math
 import re
 from collections import Counter
 from pathlib import Path
@@ -26,8 +29,8 @@ from pydantic import BaseModel, Field, ValidationError
 
 from harness_opt.export.tau2_format import SUBMISSION_FILE, TRAJECTORIES_DIR, ExportError, Submission
 from harness_opt.export.tau2_metrics import compute_metrics, leaderboard_figures
-from harness_opt.export.tau2_models import Results, Task
-from harness_opt.export.tau2_reward import is_official
+from harness_opt.export.tau2_models import Results, Task, ToolMessage
+from harness_opt.export.tau2_reward import EVALUATED_ENDS, is_official
 
 FOLDER_NAME = re.compile(r"^[a-z0-9_-]+_[a-z0-9_-]+_(\d{4}-\d{2}-\d{2})$")
 
@@ -107,6 +110,52 @@ def check_num_trials(results: Results) -> list[str]:
     return [f"{len(wrong)} tasks do not have {results.info.num_trials} simulations ({shown})"]
 
 
+def check_rewards(results: Results) -> list[str]:
+    """Each reward is τ²'s combination of its components (τ² does not re-check this; a bundle that
+    silently leaves out a component, NL assertions say, would otherwise pass): an end other than a
+    stop scores 0; a stop is scored over the task's whole basis, the reward being the product of the
+    breakdown. A record marked unofficial (a component deliberately not judged) is reported apart."""
+    tasks = {t.id: t for t in results.tasks}
+    wrong: list[str] = []
+    for sim in results.simulations:
+        info = sim.reward_info
+        task = tasks.get(sim.task_id)
+        if info is None or task is None or task.evaluation_criteria is None:
+            continue
+        if sim.termination_reason not in EVALUATED_ENDS:
+            if info.reward != 0.0:
+                wrong.append(f"{sim.id}: ended by {sim.termination_reason} but scored {info.reward}")
+            continue
+        criteria = task.evaluation_criteria
+        basis = set(criteria.reward_basis)
+        if criteria.actions is None and criteria.env_assertions is None:
+            basis -= {"DB", "ENV_ASSERTION"}  # τ² gives the environment part no breakdown then
+        breakdown = info.reward_breakdown or {}
+        missing = basis - set(breakdown)
+        if missing and is_official(info):
+            wrong.append(f"{sim.id}: reward leaves out {sorted(missing)} of the task's basis")
+        product = math.prod(breakdown.values())
+        if info.reward != product:
+            wrong.append(f"{sim.id}: reward {info.reward} is not the product of its breakdown ({product})")
+    if not wrong:
+        return []
+    return [f"{len(wrong)} rewards are not τ²'s combination of their parts, e.g. {'; '.join(wrong[:3])}"]
+
+
+def check_max_errors(results: Results) -> list[str]:
+    """A conversation that went on after `info.max_errors` tool errors was not run under that limit."""
+    limit = results.info.max_errors
+    over = [
+        s.id
+        for s in results.simulations
+        if s.termination_reason != "too_many_errors"
+        and sum(1 for m in s.messages or [] if isinstance(m, ToolMessage) and m.error) >= limit
+    ]
+    if not over:
+        return []
+    return [f"{len(over)} simulations went on after info.max_errors = {limit} tool errors, e.g. {over[:3]}"]
+
+
 def check_trajectory_set(files: dict[str, Results]) -> list[str]:
     """τ²'s `validate_submission_traj_set`: one agent and one user simulator for all domains."""
     setups = {
@@ -179,6 +228,7 @@ def validate_bundle(folder: Path, domain_tasks: dict[str, dict[str, Task]] | Non
         if domain_tasks is not None and domain in domain_tasks:
             problems += [label + p for p in check_tasks(results, domain_tasks[domain])]
         problems += [label + p for p in check_num_trials(results)]
+        problems += [label + p for p in check_rewards(results) + check_max_errors(results)]
         stray = sorted({s.task_id for s in results.simulations} - {t.id for t in results.tasks})
         if stray:
             computable = False

@@ -46,8 +46,10 @@ def results(
     raw = json.loads((retail / "tasks.json").read_text(encoding="utf-8"))
     sims = []
     for record in raw:
+        basis = record["evaluation_criteria"]["reward_basis"]
         for trial in range(trials):
             value = reward(str(record["id"]), trial)
+            parts = {b: value if b == "DB" else 1.0 for b in basis}
             sims.append(
                 SimulationRun(
                     id=f"sim-{record['id']}-{trial}",
@@ -60,7 +62,7 @@ def results(
                     agent_cost=0.001 * (1 + trial) + 0.0001 * len(sims),
                     user_cost=0.0005,
                     trial=trial,
-                    reward_info=RewardInfo(reward=value, reward_basis=["DB"], reward_breakdown={"DB": value}),
+                    reward_info=RewardInfo(reward=value, reward_basis=basis, reward_breakdown=parts),
                     messages=[
                         AssistantMessage(role="assistant", content="Hi! How can I help you today?"),
                         UserMessage(role="user", content="###STOP###"),

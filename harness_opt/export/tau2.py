@@ -59,7 +59,7 @@ from harness_opt.ledger import Ledger
 from harness_opt.llm.cache import rollout_scope
 from harness_opt.records import Rollout
 from harness_opt.suites.base import Suite
-from harness_opt.suites.nl_judge import NLAssertionJudge
+from harness_opt.suites.nl_judge import NLAssertionJudge, reward_part
 
 DOMAIN = "retail"
 USER_IMPLEMENTATION = "harness_opt.suites.usersim.UserSimulator"
@@ -206,16 +206,7 @@ async def _rejudge(
         verdict = await NLAssertionJudge(model, suite.llm_client().complete).judge(
             trace_messages(trace), criteria.nl_assertions or []
         )
-    figures = verdict.model_dump(
-        include={"model", "tokens_in", "tokens_out", "cost_usd", "latency_s", "cached"}
-    )
-    part = tau2_reward.NLPart(
-        checks=verdict.checks,
-        reward=verdict.reward,
-        error=verdict.error,
-        judge={**figures, "when": "at export"},
-    )
-    return tau2_reward.with_nl(record, part)
+    return tau2_reward.with_nl(record, reward_part(verdict, when="at export"))
 
 
 def _simulations(suite: Any, results: list[EvalResult], tasks: dict[str, Task]) -> list[SimulationRun]:

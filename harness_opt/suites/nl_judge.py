@@ -25,6 +25,7 @@ from collections.abc import Awaitable, Callable, Sequence
 from pydantic import BaseModel, Field
 
 from harness_opt.export.tau2_models import Message, NLAssertionCheck
+from harness_opt.export.tau2_reward import NLPart
 from harness_opt.llm.types import LLMRequest, LLMResult
 
 _I = " " * 8
@@ -75,6 +76,16 @@ class NLVerdict(BaseModel):
     cost_usd: float = 0.0
     latency_s: float = 0.0
     cached: bool = False
+
+
+def reward_part(verdict: NLVerdict, **figures: str) -> NLPart:
+    """The verdict as the NL component of τ²'s reward, with the judge call's figures (plus `figures`)."""
+    judge = verdict.model_dump(
+        include={"model", "tokens_in", "tokens_out", "cost_usd", "latency_s", "cached"}
+    )
+    return NLPart(
+        checks=verdict.checks, reward=verdict.reward, error=verdict.error, judge={**judge, **figures}
+    )
 
 
 def conversation_text(messages: Sequence[Message]) -> str:

@@ -29,10 +29,11 @@ from typing import Any
 
 from harness_opt.errors import SuiteError
 from harness_opt.export import tau2_reward
+from harness_opt.export.tau2_metrics import is_successful
 from harness_opt.export.tau2_models import AssistantMessage, EvaluationCriteria, RewardInfo, ToolType
 from harness_opt.llm.cache import current_scope
 from harness_opt.records import Score, Task
-from harness_opt.suites.nl_judge import NLAssertionJudge, NLVerdict
+from harness_opt.suites.nl_judge import NLAssertionJudge, NLVerdict, reward_part
 
 NAME = "tau2-retail"
 DATA_ENV = "HARNESS_OPT_TAU2_DATA"
@@ -221,7 +222,7 @@ class Tau2RetailSuite:
         judge = self._judge_for(task)
         if judge is not None:
             verdict = _run_in_thread(judge.judge(self._conversation(env, output), _assertions(task)))
-        return self._finish(task, output, env, judge, verdict)
+        return self._finish(task, output, env, verdict)
 
     async def score_async(self, task: Task, output: Any, env: Any) -> Score:
         """`score`, awaiting the judge's call instead of blocking the event loop on it."""
@@ -229,7 +230,7 @@ class Tau2RetailSuite:
         judge = self._judge_for(task)
         if judge is not None:
             verdict = await judge.judge(self._conversation(env, output), _assertions(task))
-        return self._finish(task, output, env, judge, verdict)
+        return self._finish(task, output, env, verdict)
 
     # ---- helpers --------------------------------------------------------------------------------
 
@@ -255,33 +256,25 @@ class Tau2RetailSuite:
             messages.append(AssistantMessage(role="assistant", content=output))
         return messages
 
-    def _finish(
-        self, task: Task, output: Any, env: Any, judge: NLAssertionJudge | None, verdict: NLVerdict | None
-    ) -> Score:
+    def _finish(self, task: Task, output: Any, env: Any, verdict: NLVerdict | None) -> Score:
         gold_db, failed = self.gold_state(task)
         termination = retail_env.termination_reason(env.stop_reason)
         differences = env.db.differences(gold_db)
         extra: dict[str, Any] = {"gold_failed_writes": failed} if failed else {}
-        nl = None
-        if verdict is not None:
-            figures = verdict.model_dump(include={"model", "tokens_in", "tokens_out", "cost_usd", "latency_s",
-                                                  "cached"})
-            nl = tau2_reward.NLPart(checks=verdict.checks, reward=verdict.reward, error=verdict.error,
-                                    judge=figures)
         info = tau2_reward.reward_info(
             EvaluationCriteria.model_validate(task.expected or {}),
             termination=termination,  # type: ignore[arg-type]
             db_match=env.db.same_state(gold_db),
             messages=self._conversation(env, output),
             tool_types=TOOL_TYPES,
-            nl=nl,
+            nl=reward_part(verdict) if verdict is not None else None,
             extra=extra,
         )
         env.reward_info = info
         return Score(
             score=info.reward,
-            passed=tau2_reward_success(info.reward),
-            feedback=feedback_text(info, differences, judge_off=judge is None),
+            passed=is_successful(info.reward),
+            feedback=feedback_text(info, differences),
         )
 
     def llm_client(self) -> Any:
@@ -321,11 +314,6 @@ def _assertions(task: Task) -> list[str]:
     return list((task.expected or {}).get("nl_assertions") or [])
 
 
-def tau2_reward_success(reward: float) -> bool:
-    """τ²'s `is_successful`: a reward within 1e-6 of 1."""
-    return abs(reward - 1.0) <= 1e-6
-
-
 def _run_in_thread(coro: Coroutine[Any, Any, NLVerdict]) -> NLVerdict:
     """Run the judge's coroutine to completion from synchronous code that may itself be inside an
     event loop: on a helper thread, with this context (the rollout's cache scope) carried over."""
@@ -346,13 +334,15 @@ def _run_in_thread(coro: Coroutine[Any, Any, NLVerdict]) -> NLVerdict:
     return box["value"]  # type: ignore[no-any-return]
 
 
-def feedback_text(info: RewardInfo, differences: list[tuple[str, str, list[str]]], *, judge_off: bool) -> str:
+def feedback_text(info: RewardInfo, differences: list[tuple[str, str, list[str]]]) -> str:
     """First line: τ²'s reward record as JSON (what traces and exports carry); then what it means."""
     lines = [info.model_dump_json()]
     ours = (info.info or {}).get("harness_opt") or {}
     if info.reward_basis is None:
-        lines.append(f"Ended by {ours.get('termination_reason')}: τ² scores any end other than an agent or "
-                     "user stop as 0.")
+        lines.append(
+            f"Ended by {ours.get('termination_reason')}: τ² scores any end other than an agent or "
+            "user stop as 0."
+        )
     if not differences:
         lines.append("DB: the final database equals the one the gold actions produce.")
     else:

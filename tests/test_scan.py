@@ -31,6 +31,9 @@ def child(tmp_path: Path, edits: dict[str, str], name: str = "cand") -> tuple[Ha
     if not parent_dir.exists():
         shutil.copytree(SEED, parent_dir)
     cand_dir = tmp_path / name
+    n = 1
+    while cand_dir.exists():  # several candidates of one parent in one test
+        cand_dir, n = tmp_path / f"{name}{n}", n + 1
     shutil.copytree(parent_dir, cand_dir)
     for rel, text in edits.items():
         (cand_dir / rel).parent.mkdir(parents=True, exist_ok=True)
@@ -179,3 +182,164 @@ def test_train_derived_operator_candidates_pass_the_scan(tmp_path):
         report = scan_candidate(apply(seed, proposal), seed, suite, editable=AGENT_HARNESS_EDITABLE)
         assert not report.rejected, (proposal.mechanism, report.summary())
         assert not report.blocks_incumbent, (proposal.mechanism, report.summary())
+
+
+# ------------------------------------------------------------------ what the candidate introduces
+
+USER_SUITES = REPO / "tests" / "fixtures" / "user_suites"
+
+
+def test_a_suite_whose_inputs_are_its_label_names_stays_clean(tmp_path: Path) -> None:
+    """Issue 14: val messages that are an intent's name ('transfer not received by recipient') were
+    matched in the label list the classifier operator writes from train and in the user's own prompt;
+    every candidate was rejected. Label names are public (train answers), so nothing is found."""
+    from harness_opt.propose.operators import OperatorsProposer
+    from harness_opt.propose.operators.shape import input_text
+    from harness_opt.scaffold import init_project
+
+    made = init_project("intents", tmp_path, system_prompt=USER_SUITES / "intents" / "prompt.md")
+    suite = load_suite(USER_SUITES / "intents")
+    labels = {str(t.expected) for t in suite.tasks("train")}
+    named = [t for t in suite.tasks("val") if input_text(t.input).replace(" ", "_") in labels]
+    assert len(named) >= 3  # the collision this test is about is really in the data
+    seed = HarnessVersion.load(made.harness_dir)
+    assert "transfer_not_received_by_recipient" in seed.render("system.j2")
+    files = {p: b.decode() for p, b in seed.files().items()}
+    from harness_opt.propose.base import ProposalInput
+
+    inp = ProposalInput(
+        agent="intents",
+        version_label=seed.label,
+        files=files,
+        editable=AGENT_HARNESS_EDITABLE,
+        suite="intents",
+        failing_traces=[],
+        train_tasks=suite.tasks("train"),
+    )
+    proposals = OperatorsProposer().propose(inp, 10)
+    assert len(proposals) >= 4
+    from harness_opt.harness import create_version
+
+    for proposal in proposals:
+        cand = create_version(seed, proposal.edits, proposer=proposal.proposer, hypothesis="h", changes=[])
+        assert "data/labels.json" in cand.files()
+        report = scan_candidate(cand, seed, suite, editable=AGENT_HARNESS_EDITABLE)
+        assert not report.blocks_incumbent, (proposal.mechanism, report.summary())
+
+
+def test_text_the_parent_or_the_user_seed_already_had_is_not_introduced(tmp_path: Path, suite: Any) -> None:
+    val = [t for t in suite.tasks("val") if len(t.input["text"].split()) > 9][:2]
+    user_note = f"# the user's own note: {val[0].input['text']}\n"
+    parent_dir = tmp_path / "parent"
+    shutil.copytree(SEED, parent_dir)
+    (parent_dir / "agent.py").write_text(user_note + AGENT)  # the seed, as the user wrote it
+    untouched = scan(
+        tmp_path, suite, {"prompts/system.j2": (SEED / "prompts/system.j2").read_text() + "\nBe brief.\n"}
+    )
+    assert untouched.findings == []
+    moved = scan(tmp_path, suite, {"prompts/system.j2": user_note.lstrip("# ")})  # moved, not introduced
+    assert moved.findings == []
+    added = scan(tmp_path, suite, {"prompts/system.j2": f"Example: {val[1].input['text']}\n"})
+    assert added.rejected and val[1].id in added.summary()
+
+
+def _wrapped(text: str) -> dict[str, str]:
+    w = text.split()
+    half = len(w) // 2
+    a, b = " ".join(w[:half]), " ".join(w[half:])
+    return {
+        "prompt wrapped over two lines": {"prompts/system.j2": f"Hint: {a}\n{b}\n"},
+        "python implicit concatenation": {"agent.py": AGENT + f'\nHINT = (\n    "{a} "\n    "{b}"\n)\n'},
+        "python + of constants": {"agent.py": AGENT + f'\nHINT = "{a} " + \\\n    "{b}"\n'},
+        "python comment block": {"agent.py": AGENT + f"\n# {a}\n# {b}\n"},
+        "json list of chunks": {
+            "data/hints.json": json.dumps(
+                {"h": [" ".join(w[i : i + 3]) for i in range(0, len(w), 3)]}, indent=1
+            )
+        },
+        "csv cell": {"data/hints.csv": f'text,label\n"{text}",x\n'},
+        "docstring over lines": {"agent.py": f'"""{a}\n{b}"""\n' + AGENT},
+    }  # type: ignore[return-value]
+
+
+@pytest.mark.parametrize("how", list(_wrapped("a b c d e f g h i j")))
+def test_leaks_split_across_lines_strings_or_items_are_caught(tmp_path: Path, suite: Any, how: str) -> None:
+    task = next(t for t in suite.tasks("val") if len(t.input["text"].split()) >= 12)
+    report = scan(tmp_path, suite, _wrapped(task.input["text"])[how])
+    assert report.rejected, report.summary()
+    assert any(f.kind == "sealed-input" and task.id in f.message for f in report.findings)
+
+
+def test_a_data_file_of_train_texts_never_spells_a_sealed_input_across_items(
+    tmp_path: Path, suite: Any
+) -> None:
+    """Barriers: a window may not join the end of one public text to the start of the next."""
+    texts = [t.input["text"] for t in suite.tasks("train")]
+    lines = "\n".join(texts)
+    report = scan(tmp_path, suite, {"data/train.txt": lines, "data/train.json": json.dumps(texts)})
+    assert report.findings == []
+
+
+def test_a_paraphrased_val_input_is_flagged_and_a_paraphrased_train_input_is_not(
+    tmp_path: Path, suite: Any
+) -> None:
+    task = next(t for t in suite.tasks("val") if t.id == "b77-test-00014")
+    reordered = " ".join(reversed(task.input["text"].rstrip("?.").split()))
+    report = scan(
+        tmp_path, suite, {"prompts/system.j2": f"If a customer writes: {reordered}\nanswer card_arrival\n"}
+    )
+    [finding] = [f for f in report.findings if f.kind == "sealed-paraphrase"]
+    assert finding.severity == "flag" and task.id in finding.message and "paraphrase" in finding.message
+    assert report.blocks_incumbent and not report.rejected
+    train = suite.tasks("train")[123].input["text"]
+    clean = scan(tmp_path, suite, {"prompts/system.j2": " ".join(reversed(train.split())) + "\n"})
+    assert not [f for f in clean.findings if f.kind == "sealed-paraphrase"]
+
+
+def test_a_finding_names_the_split_the_task_and_why_the_text_is_not_public(
+    tmp_path: Path, suite: Any
+) -> None:
+    task = suite.tasks("test")[7]
+    report = scan(tmp_path, suite, {"prompts/system.j2": f"Example: {task.input['text']}\n"})
+    [finding] = [f for f in report.findings if f.kind == "sealed-input"]
+    assert finding.message.startswith(f"test task {task.id}: ")
+    assert "not public: no train input or answer (label)" in finding.message
+    assert finding.file == "prompts/system.j2" and finding.line == 1
+
+
+def test_model_params_outside_the_allowlist_are_rejected(tmp_path: Path, suite: Any) -> None:
+    """harness.toml with `api_base` does not even load; a version whose manifest was changed after
+    loading (the scan's second line) is rejected, naming the parameter. Inherited settings pass."""
+    import dataclasses
+
+    cand, parent = child(tmp_path, {"agent.py": AGENT + "\n"})
+
+    def with_params(**extra: Any) -> HarnessVersion:
+        model = cand.manifest.model.model_copy(update={"params": {**cand.manifest.model.params, **extra}})
+        return dataclasses.replace(cand, manifest=cand.manifest.model_copy(update={"model": model}))
+
+    report = scan_candidate(
+        with_params(api_base="http://evil.example"), parent, suite, editable=AGENT_HARNESS_EDITABLE
+    )
+    assert kinds(report) == {"model-param": "reject"} and "'api_base'" in report.summary()
+    huge = scan_candidate(with_params(temperature=50), parent, suite, editable=AGENT_HARNESS_EDITABLE)
+    assert kinds(huge) == {"model-param": "reject"}
+    ok = scan_candidate(
+        with_params(stop=["\n"], max_tokens=32), parent, suite, editable=AGENT_HARNESS_EDITABLE
+    )
+    assert ok.findings == []
+    inherited = scan_candidate(cand, parent, suite, editable=AGENT_HARNESS_EDITABLE)
+    assert inherited.findings == []
+
+
+def test_short_numbers_are_not_task_ids(tmp_path: Path) -> None:
+    from harness_opt.records import Task
+    from harness_opt.suites.table import TableSuite
+    from harness_opt.trust.sealed import build_index, find_literals
+
+    tasks = {
+        s: [Task(id=str(1000 + i + 100 * n), input={"q": f"question {i}"}, expected="a") for i in range(3)]
+        for n, s in enumerate(("train", "val", "test"))
+    }
+    index = build_index(TableSuite("nums", tmp_path, tasks))
+    assert find_literals("max_tokens = 1101\nwait 1200 ms\n", index) == []

@@ -20,8 +20,6 @@ and answers, hence the label set) is never a finding (`sealed.py`).
 from __future__ import annotations
 
 import ast
-import importlib
-from collections.abc import Callable
 from fnmatch import fnmatch
 from typing import TYPE_CHECKING, Literal
 
@@ -29,6 +27,7 @@ from pydantic import BaseModel, Field
 
 from harness_opt.errors import UserError
 from harness_opt.harness.lineage import lineage
+from harness_opt.llm.params import ALLOWED, ParamError
 from harness_opt.trust import codecheck
 from harness_opt.trust.sealed import SealedIndex, find_literals, sealed_index
 
@@ -240,43 +239,35 @@ def _literal_findings(path: str, text: str, index: SealedIndex, prior: set[tuple
     return out
 
 
-def _param_findings(
-    candidate: HarnessVersion, parent: HarnessVersion, allowed: Callable[[str], bool] | None
-) -> list[Finding]:
-    """[model] params the candidate adds or changes that the broker's allowlist does not know."""
-    if allowed is None:
-        return []
+def _param_findings(candidate: HarnessVersion, parent: HarnessVersion) -> list[Finding]:
+    """[model] params the candidate adds or changes that the broker's allowlist refuses.
+
+    harness.toml with such a parameter does not load, so this is the second line: a version built
+    some other way (or a manifest edited after loading) still cannot reach the evaluator with one."""
     before = parent.manifest.model.params
     out = []
     for key, value in sorted(candidate.manifest.model.params.items()):
-        if allowed(key) or before.get(key, _MISSING) == value:
-            continue
-        out.append(
-            Finding(
-                severity="reject",
-                kind="model-param",
-                file="harness.toml",
-                message=f"[model] params.{key} is not an allowed model parameter (keys, endpoints and "
-                "provider settings never come from a harness)",
+        if before.get(key, _MISSING) == value:
+            continue  # the parent's (ultimately the user's) setting, not this candidate's
+        check = ALLOWED.get(key)
+        try:
+            if check is None:
+                raise ParamError(key, "is not an allowed model parameter")
+            check(key, value)
+        except ParamError as exc:
+            out.append(
+                Finding(
+                    severity="reject",
+                    kind="model-param",
+                    file="harness.toml",
+                    message=f"[model] params: {exc} (keys, endpoints and provider settings never come "
+                    "from a harness; see harness_opt/llm/params.py)",
+                )
             )
-        )
     return out
 
 
 _MISSING = object()
-
-
-def _default_param_allowlist() -> Callable[[str], bool] | None:
-    """The broker's model-parameter allowlist, where the installed version has one."""
-    try:
-        params = importlib.import_module("harness_opt.llm.params")
-    except ImportError:
-        return None
-    check = getattr(params, "is_allowed", None)
-    if callable(check):
-        return lambda key: bool(check(key))
-    names = getattr(params, "ALLOWED_PARAMS", None)
-    return (lambda key: key in names) if names is not None else None
 
 
 def scan_candidate(
@@ -285,7 +276,6 @@ def scan_candidate(
     suite: Suite,
     *,
     editable: tuple[str, ...],
-    allowed_param: Callable[[str], bool] | None = None,
 ) -> ScanReport:
     """Scan `candidate` (a child of `parent`) against `suite`'s sealed data; never raises for content.
 
@@ -293,7 +283,7 @@ def scan_candidate(
     parent, or in a version a person wrote (the seed), is not this candidate's doing."""
     cand, par = candidate.files(), parent.files()
     findings = _edit_findings(candidate, parent, editable)
-    findings += _param_findings(candidate, parent, allowed_param or _default_param_allowlist())
+    findings += _param_findings(candidate, parent)
     index = sealed_index(suite)
     prior: set[tuple[str, str]] = set()
     for version in _prior_versions(candidate, parent):

@@ -135,22 +135,21 @@ def _answer_pattern(answers: set[str]) -> re.Pattern[str] | None:
     return re.compile(r"(?<![A-Za-z0-9])(?:" + "|".join(f for f in forms if f) + r")(?![A-Za-z0-9])", re.I)
 
 
-def build_index(suite: Suite) -> SealedIndex:
-    train = _safe_tasks(suite, "train")
-    public_texts = [s for task in train for s in strings(task.input)]
-    train_answers = {s.strip() for task in train for s in strings(task.expected)}
-    public_tokens = [words(text) for text in [*public_texts, *train_answers]]
-    public_grams: set[tuple[str, ...]] = {g for tokens in public_tokens for g in _ngrams(tokens)}
-    index = SealedIndex(train_ids={t.id for t in train})
+def _add_public(index: SealedIndex, public_tokens: list[list[str]]) -> None:
+    """Whole public texts (barriers) and their content words (what a paraphrase is checked against)."""
     index.public_exact = {tuple(tokens) for tokens in public_tokens if tokens}
-    index.answer_names = _answer_pattern(train_answers)
-    lowered_answers = {a.lower() for a in train_answers}
     for i, tokens in enumerate(public_tokens):
         doc = frozenset(content_terms(tokens))
         index.public_docs.append(doc)
         for term in doc:
             index.public_by_term.setdefault(term, []).append(i)
 
+
+def _sealed_texts(
+    suite: Suite, index: SealedIndex, train_answers: set[str]
+) -> tuple[list[tuple[list[str], Where]], list[tuple[list[str], Where]]]:
+    """(inputs, long answers) of the sealed splits as words; short new answers go into the index."""
+    lowered_answers = {a.lower() for a in train_answers}
     sealed: list[tuple[list[str], Where]] = []
     long_answers: list[tuple[list[str], Where]] = []
     for split in SEALED_SPLITS:
@@ -160,33 +159,42 @@ def build_index(suite: Suite) -> SealedIndex:
             sealed.extend((words(text), where) for text in strings(task.input))
             for answer in strings(task.expected):
                 key = answer.strip().lower()
+                tokens = words(answer)
                 if key in lowered_answers:
                     continue
-                tokens = words(answer)
                 if len(tokens) >= NGRAM:
                     long_answers.append((tokens, where))
                 elif len(key) >= MIN_ANSWER_CHARS:
                     index.answers.setdefault(key, where)
+    return sealed, long_answers
+
+
+def build_index(suite: Suite) -> SealedIndex:
+    train = _safe_tasks(suite, "train")
+    public_texts = [s for task in train for s in strings(task.input)]
+    train_answers = {s.strip() for task in train for s in strings(task.expected)}
+    public_tokens = [words(text) for text in [*public_texts, *train_answers]]
+    public_grams: set[tuple[str, ...]] = {g for tokens in public_tokens for g in _ngrams(tokens)}
+    index = SealedIndex(train_ids={t.id for t in train}, answer_names=_answer_pattern(train_answers))
+    _add_public(index, public_tokens)
+    sealed, long_answers = _sealed_texts(suite, index, train_answers)
     # A short sealed input is public if train says the same words anywhere, not only as a whole text:
     # "top up if there isn't much money left" inside a longer train message is not a leak, and
     # "what are your hobbies" is public when `what_are_your_hobbies` is a label.
     short_lengths = {len(t) for t, _ in sealed if MIN_WHOLE_WORDS <= len(t) <= NGRAM}
     public_windows = {g for tokens in public_tokens for n in short_lengths for g in _ngrams(tokens, n)}
     for tokens, where in sealed:
-        if len(tokens) <= NGRAM:
-            if len(tokens) >= MIN_WHOLE_WORDS and tuple(tokens) not in public_windows:
-                index.whole.setdefault(tuple(tokens), where)
-        else:
-            for gram in _ngrams(tokens):
-                if gram not in public_grams:
-                    index.ngrams.setdefault(gram, where)
+        if MIN_WHOLE_WORDS <= len(tokens) <= NGRAM and tuple(tokens) not in public_windows:
+            index.whole.setdefault(tuple(tokens), where)
+        if len(tokens) > NGRAM:
+            for gram in set(_ngrams(tokens)) - public_grams:
+                index.ngrams.setdefault(gram, where)
         terms = frozenset(content_terms(tokens))
         if len(terms) >= PARAPHRASE_MIN_TERMS and tuple(tokens) not in index.public_exact:
             index.signatures.append(Signature(terms, where))
     for tokens, where in long_answers:
-        for gram in _ngrams(tokens):
-            if gram not in public_grams:
-                index.answer_grams.setdefault(gram, where)
+        for gram in set(_ngrams(tokens)) - public_grams:
+            index.answer_grams.setdefault(gram, where)
     for i, sig in enumerate(index.signatures):
         for term in sig.terms:
             index.by_term.setdefault(term, []).append(i)
@@ -284,58 +292,66 @@ def _shortest_span(
     return best
 
 
-def find_literals(text: str, index: SealedIndex, path: str = "") -> list[LiteralHit]:
-    """Sealed literals in one file's text (read by its format, from `path`), at most one hit per
-    (kind, task) so a dump reads short."""
-    hits: list[LiteralHit] = []
-    seen: set[tuple[str, str]] = set()
+class _Hits:
+    """Hits of one file, at most one per (kind, task) so a dump reads short."""
 
-    def add(kind: str, where: Where, line: int, snippet: str, how: str, key: tuple[str, ...]) -> None:
-        if (kind, where[0]) not in seen:
-            seen.add((kind, where[0]))
-            hits.append(LiteralHit(kind, where[1], where[0], line, snippet[:80], how, key))
+    def __init__(self) -> None:
+        self.hits: list[LiteralHit] = []
+        self.seen: set[tuple[str, str]] = set()
 
-    runs = runs_of(file_blocks(path, text), index.public_exact)
-    lengths = sorted({len(k) for k in index.whole})
-    for run in runs:
-        tokens = run.words
-        for i, gram in enumerate(_ngrams(tokens)):
-            if gram in index.ngrams:
-                add("sealed-input", index.ngrams[gram], run.line_of(i), " ".join(gram), "8-word window", gram)
-            if gram in index.answer_grams:
-                where = index.answer_grams[gram]
-                add(
-                    "sealed-answer",
-                    where,
-                    run.line_of(i),
-                    " ".join(gram),
-                    "8-word window of the answer",
-                    gram,
+    def add(self, kind: str, where: Where, line: int, snippet: str, how: str, key: tuple[str, ...]) -> None:
+        if (kind, where[0]) not in self.seen:
+            self.seen.add((kind, where[0]))
+            self.hits.append(LiteralHit(kind, where[1], where[0], line, snippet[:80], how, key))
+
+
+def _window_hits(run: Run, index: SealedIndex, lengths: list[int], out: _Hits) -> None:
+    """8-word windows of long inputs and answers, and whole short inputs, inside one run."""
+    for i, gram in enumerate(_ngrams(run.words)):
+        if gram in index.ngrams:
+            out.add("sealed-input", index.ngrams[gram], run.line_of(i), " ".join(gram), "8-word window", gram)
+        if gram in index.answer_grams:
+            how = "8-word window of the answer"
+            out.add("sealed-answer", index.answer_grams[gram], run.line_of(i), " ".join(gram), how, gram)
+    for n in lengths:  # whole short inputs: every window of each length present in `whole`
+        for i, gram in enumerate(_ngrams(run.words, n)):
+            if gram in index.whole:
+                out.add(
+                    "sealed-input", index.whole[gram], run.line_of(i), " ".join(gram), "whole input", gram
                 )
-        for n in lengths:  # whole short inputs: every window of each length present in `whole`
-            for i, gram in enumerate(_ngrams(tokens, n)):
-                if gram in index.whole:
-                    add(
-                        "sealed-input", index.whole[gram], run.line_of(i), " ".join(gram), "whole input", gram
-                    )
-        for sig, line, matched in _paraphrases(run, index):
-            if index.public_cover(matched) >= PARAPHRASE_COVER:
-                continue  # a train text says the same: copying or rewording it is legitimate
-            how = f"paraphrase ({len(matched)}/{len(sig.terms)} content words)"
-            add("sealed-paraphrase", sig.where, line, " ".join(sorted(matched)), how, tuple(sorted(matched)))
+
+
+def _line_hits(text: str, index: SealedIndex, out: _Hits) -> None:
+    """Short answers train never uses (as substrings) and task ids (as tokens), line by line."""
     lines = text.splitlines()
     lowered = [row.lower() for row in lines]
     for answer, where in index.answers.items():
-        for number, row in enumerate(lowered, start=1):
-            if answer in row:
-                add("sealed-answer", where, number, answer, "answer train never uses", (answer,))
-                break
+        number = next((n for n, row in enumerate(lowered, start=1) if answer in row), None)
+        if number is not None:
+            out.add("sealed-answer", where, number, answer, "answer train never uses", (answer,))
     for number, row in enumerate(lines, start=1):
         for token in re.findall(r"[A-Za-z0-9_.:-]{4,}", row):
             if token.isdigit() and len(token) < MIN_NUMERIC_ID_CHARS:
                 continue
             if token in index.task_ids:
-                add("sealed-task-id", (token, index.task_ids[token]), number, token, "task id", (token,))
+                out.add("sealed-task-id", (token, index.task_ids[token]), number, token, "task id", (token,))
             elif token in index.train_ids:
-                add("train-task-id", (token, "train"), number, token, "task id", (token,))
-    return hits
+                out.add("train-task-id", (token, "train"), number, token, "task id", (token,))
+
+
+def find_literals(text: str, index: SealedIndex, path: str = "") -> list[LiteralHit]:
+    """Sealed literals in one file's text (read by its format, from `path`), at most one hit per
+    (kind, task)."""
+    out = _Hits()
+    lengths = sorted({len(k) for k in index.whole})
+    for run in runs_of(file_blocks(path, text), index.public_exact):
+        _window_hits(run, index, lengths, out)
+        for sig, line, matched in _paraphrases(run, index):
+            if index.public_cover(matched) >= PARAPHRASE_COVER:
+                continue  # a train text says the same: copying or rewording it is legitimate
+            how = f"paraphrase ({len(matched)}/{len(sig.terms)} content words)"
+            out.add(
+                "sealed-paraphrase", sig.where, line, " ".join(sorted(matched)), how, tuple(sorted(matched))
+            )
+    _line_hits(text, index, out)
+    return out.hits

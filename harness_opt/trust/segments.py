@@ -83,45 +83,62 @@ def runs_of(blocks: list[list[Piece]], exact: set[tuple[str, ...]]) -> list[Run]
 # ----------------------------------------------------------------------------------- by file format
 
 
+class _JsonLines:
+    """Line numbers of JSON leaves. Leaves come in document order, so each search starts where the
+    last one matched and lines are counted incrementally: linear in the file, not leaves x file."""
+
+    def __init__(self, raw: str) -> None:
+        self.raw = raw
+        self.single_line = raw.count("\n") <= 1
+        self.offset, self.line = 0, 1
+
+    def __call__(self, leaf: str) -> int:
+        needle = json.dumps(leaf, ensure_ascii=False)[1:-1][:40]
+        if self.single_line or not needle:
+            return 1
+        at = self.raw.find(needle, self.offset)
+        if at >= 0:
+            self.line += self.raw.count("\n", self.offset, at)
+            self.offset = at
+        return self.line
+
+
 def _json_blocks(value: Any, raw: str) -> list[list[Piece]]:
     """Every string leaf on its own, and every list of strings as one block of its items."""
     blocks: list[list[Piece]] = []
-    single_line = raw.count("\n") <= 1
-    # Leaves come in document order, so each search starts where the last one matched and lines are
-    # counted incrementally: linear in the file, not in leaves x file.
-    cursor = [0, 1]  # offset, line
-
-    def locate(leaf: str) -> int:
-        needle = json.dumps(leaf, ensure_ascii=False)[1:-1][:40]
-        if single_line or not needle:
-            return 1
-        at = raw.find(needle, cursor[0])
-        if at < 0:
-            return cursor[1]
-        cursor[1] += raw.count("\n", cursor[0], at)
-        cursor[0] = at
-        return cursor[1]
-
-    def walk(node: Any) -> None:
+    locate = _JsonLines(raw)
+    stack = [value]
+    while stack:
+        node = stack.pop()
         if isinstance(node, str):
             blocks.append([(node, locate(node))])
         elif isinstance(node, dict):
-            for key, item in node.items():
-                blocks.append([(str(key), locate(str(key)))])
-                walk(item)
+            for key, item in reversed(node.items()):
+                stack.append(item)
+                stack.append(str(key))
         elif isinstance(node, list):
             items = [item for item in node if isinstance(item, str)]
             if len(items) > 1:
                 blocks.append([(item, locate(item)) for item in items])
-            for item in node:
-                if isinstance(item, str):
-                    if len(items) <= 1:
-                        blocks.append([(item, locate(item))])
-                else:
-                    walk(item)
-
-    walk(value)
+            stack.extend(reversed([item for item in node if not isinstance(item, str) or len(items) <= 1]))
     return blocks
+
+
+class _Constants:
+    """String constants of a module, with `+` of constants folded into one string."""
+
+    def __init__(self) -> None:
+        self.folded: set[int] = set()
+
+    def text(self, node: ast.AST) -> str | None:
+        if isinstance(node, ast.Constant) and isinstance(node.value, str):
+            return node.value
+        if isinstance(node, ast.BinOp) and isinstance(node.op, ast.Add):
+            left, right = self.text(node.left), self.text(node.right)
+            if left is not None and right is not None:
+                self.folded.update((id(node.left), id(node.right)))
+                return left + right
+        return None
 
 
 def _python_blocks(source: str) -> list[list[Piece]] | None:
@@ -132,33 +149,17 @@ def _python_blocks(source: str) -> list[list[Piece]] | None:
     except (SyntaxError, ValueError):
         return None
     blocks: list[list[Piece]] = []
-    folded: set[int] = set()
-
-    def const_str(node: ast.AST) -> str | None:
-        if isinstance(node, ast.Constant) and isinstance(node.value, str):
-            return node.value
-        if isinstance(node, ast.BinOp) and isinstance(node.op, ast.Add):
-            left, right = const_str(node.left), const_str(node.right)
-            if left is not None and right is not None:
-                folded.update((id(node.left), id(node.right)))
-                return left + right
-        return None
-
+    constants = _Constants()
     for node in ast.walk(tree):
-        if isinstance(node, ast.BinOp) and id(node) not in folded:
-            text = const_str(node)
+        if isinstance(node, ast.List | ast.Tuple | ast.Set):
+            items = [(e.value, e.lineno) for e in node.elts if isinstance(e, ast.Constant)]
+            strs = [(text, line) for text, line in items if isinstance(text, str)]
+            if len(strs) > 1:
+                blocks.append(strs)
+        elif isinstance(node, ast.BinOp | ast.Constant) and id(node) not in constants.folded:
+            text = constants.text(node)
             if text is not None:
                 blocks.append(_split_lines(text, node.lineno))
-        elif isinstance(node, ast.List | ast.Tuple | ast.Set):
-            items = [
-                (e.value, e.lineno)
-                for e in node.elts
-                if isinstance(e, ast.Constant) and isinstance(e.value, str)
-            ]
-            if len(items) > 1:
-                blocks.append([(text, line) for text, line in items])
-        elif isinstance(node, ast.Constant) and isinstance(node.value, str) and id(node) not in folded:
-            blocks.append(_split_lines(node.value, node.lineno))
     blocks.extend(_comment_blocks(source))
     return blocks
 

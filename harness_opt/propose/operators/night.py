@@ -32,6 +32,8 @@ FINGERPRINT = re.compile(r"\s*\{([0-9a-f]{6})(r?)\}$")
 NEAR_MISS_P = 0.5
 """A rejected gain with p below this (but not below alpha) is a near miss worth more val tasks."""
 MAX_COMBINATIONS = 40
+MAX_TRIPLE_BASES = 3
+"""Pairs that helped and get a third move stacked on them."""
 
 
 def fingerprint(ws: Workspace, edits: dict[str, str | None]) -> str:
@@ -74,6 +76,15 @@ class Tried:
             else:
                 out.since_accept.append(entry)
         return out
+
+    def matching(self, built: list[Built]) -> list[tuple[Built, HistoryEntry]]:
+        """The built moves tried against the current incumbent, with their history entries."""
+        recent = {id(e) for e in self.since_accept}
+        return [
+            (b, self.fingerprints[b.fp])
+            for b in built
+            if b.fp in self.fingerprints and id(self.fingerprints[b.fp]) in recent
+        ]
 
 
 @dataclass(frozen=True)
@@ -351,6 +362,26 @@ def combine(ws: Workspace, a: Built, b: Built) -> Built | None:
         proposer="operators:combine",
     )
     return Built(move, edits, [*a.changes, *second.changes], fingerprint(ws, edits))
+
+
+def stacked(
+    ws: Workspace, tried: Tried, tried_moves: list[tuple[Built, HistoryEntry]], inp: ProposalInput
+) -> Iterator[Built]:
+    """Pairs of moves that helped, then a pair that helped too plus a third move that did."""
+    pairs = []
+    for _, a, b in combinations(ws, tried_moves, inp):
+        combined = combine(ws, a, b)
+        if combined is not None:
+            pairs.append(combined)
+            yield combined
+    helped = [b for b, e in tried_moves if (e.delta or 0) > 0]
+    good_pairs = [(c, e) for c, e in tried.matching(pairs) if (e.delta or 0) > 0]
+    for pair, _ in sorted(good_pairs, key=lambda item: -(item[1].delta or 0))[:MAX_TRIPLE_BASES]:
+        for single in helped:
+            if single.move.key not in pair.move.key:
+                triple = combine(ws, pair, single)
+                if triple is not None:
+                    yield triple
 
 
 def near_misses(tried_moves: list[tuple[Built, HistoryEntry]], alpha: float = 0.05) -> list[Built]:

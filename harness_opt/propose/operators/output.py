@@ -40,8 +40,11 @@ class ConstrainedOutput:
             f"Exact-match scoring fails every answer that is not a label verbatim; constraining the "
             f"output to a JSON enum of the {labels} train labels makes every answer a valid label, so "
             "near misses (case, spacing, extra words) become either right or a real confusion.",
-            [*notes, f"agent_config.json: constrained = true (response_format json_schema enum of {labels} "
-             f"labels), max_tokens = {max_tokens} so the JSON answer is never cut off"],
+            [
+                *notes,
+                f"agent_config.json: constrained = true (response_format json_schema enum of {labels} "
+                f"labels), max_tokens = {max_tokens} so the JSON answer is never cut off",
+            ],
             edits,
         )
 

@@ -129,43 +129,19 @@ class OperatorsProposer:
         take: Callable[..., None],
         counts: dict[str, int],
     ) -> None:
+        """Re-tests of near misses, then combinations, then single moves (see `night.py`)."""
         singles = [
             b for move in night.single_moves(ws, self.operators, tried) if (b := night.build(ws, move))
         ]
-        recent = {id(e) for e in tried.since_accept}
-        tried_moves = [
-            (b, tried.fingerprints[b.fp])
-            for b in singles
-            if b.fp in tried.fingerprints and id(tried.fingerprints[b.fp]) in recent
-        ]
+        tried_moves = tried.matching(singles)
         if inp.retest_val_limit:
             for built in night.near_misses(tried_moves):
                 if built.fp not in tried.retested:
                     counts["re-tests"] += 1
                     take(built, retest=inp.retest_val_limit)
-        pairs = []
-        for _, a, b in night.combinations(ws, tried_moves, inp):
-            combined = night.combine(ws, a, b)
-            if combined is not None:
-                counts["combinations"] += 1
-                pairs.append(combined)
-                take(combined)
-        # A pair that helped too, plus a third move that helped on its own (at most a few).
-        helped = [(b, e) for b, e in tried_moves if (e.delta or 0) > 0]
-        tried_pairs = [
-            (c, tried.fingerprints[c.fp])
-            for c in pairs
-            if c.fp in tried.fingerprints and id(tried.fingerprints[c.fp]) in recent
-        ]
-        for pair, entry in sorted(tried_pairs, key=lambda item: -(item[1].delta or 0))[:3]:
-            if (entry.delta or 0) <= 0:
-                continue
-            for single, _ in helped:
-                if single.move.key not in pair.move.key:
-                    triple = night.combine(ws, pair, single)
-                    if triple is not None:
-                        counts["combinations"] += 1
-                        take(triple)
+        for combined in night.stacked(ws, tried, tried_moves, inp):
+            counts["combinations"] += 1
+            take(combined)
         for built in singles:
             counts["variants"] += 1
             take(built)

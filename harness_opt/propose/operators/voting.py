@@ -40,8 +40,11 @@ class SelfConsistency:
             f"A small model's greedy label is often a near miss; {votes} answers ({votes - 1} sampled at "
             f"temperature {VOTE_TEMPERATURE}) with a majority vote correct the unstable cases while the "
             "greedy answer breaks ties.",
-            [*notes, f"agent_config.json: vote_n = {votes}, vote_temperature = {VOTE_TEMPERATURE} "
-             f"(fits the frozen limit of {ws.max_steps} steps per task)"],
+            [
+                *notes,
+                f"agent_config.json: vote_n = {votes}, vote_temperature = {VOTE_TEMPERATURE} "
+                f"(fits the frozen limit of {ws.max_steps} steps per task)",
+            ],
             edits,
             cost_multiplier=votes,
         )

@@ -30,6 +30,7 @@ from tests.support.optimize import (
     gold_by_text,
     marker_rounds,
     prompt_sensitive_responder,
+    run_scripted,
 )
 
 
@@ -99,17 +100,8 @@ def test_loop_keeps_only_the_real_gain(seed_copy: Path, gold: dict[str, str]) ->
 
 
 def test_the_plot_is_drawn_by_the_caller(seed_copy: Path, gold: dict[str, str], tmp_path: Path) -> None:
-    with scripted_model("task-plot", prompt_sensitive_responder(gold)) as model:
-        config = OptimizeConfig(
-            harness=seed_copy,
-            suite=SUITE,
-            model=model.model,
-            val_limit=10,
-            train_sample=3,
-            budget=Budget(iterations=3),
-            skip_test=True,
-        )
-        result = optimize(config, proposer=ScriptedProposer(marker_rounds()[1:]))
+    proposer = ScriptedProposer(marker_rounds()[1:])
+    result = run_scripted(seed_copy, prompt_sensitive_responder(gold), proposer, budget=Budget(iterations=3))
     assert result.plot is None  # the loop only reports
     path = plot_progress(result, tmp_path / "p.png")
     assert path.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n" and path.stat().st_size > 10_000
@@ -125,17 +117,9 @@ def test_noise_measured_on_the_baseline_reaches_the_decision(seed_copy: Path, go
         return gold.get(text, "x") if next(counter) % 2 == 0 else "wrong"
 
     rounds = [[marker_rounds()[1][0]]]
-    with scripted_model("flaky", flaky) as model:
-        config = OptimizeConfig(
-            harness=seed_copy,
-            suite=SUITE,
-            model=model.model,
-            val_limit=30,
-            train_sample=4,
-            budget=Budget(iterations=1),
-            skip_test=True,
-        )
-        result = optimize(config, proposer=ScriptedProposer(rounds))
+    result = run_scripted(
+        seed_copy, flaky, ScriptedProposer(rounds), val_limit=30, train_sample=4, budget=Budget(iterations=1)
+    )
     assert result.noise > 0.1
     [candidate] = result.candidates[1:]
     assert candidate.outcome == "rejected" and f"noise {result.noise:.3f}" in candidate.reason
@@ -144,39 +128,41 @@ def test_noise_measured_on_the_baseline_reaches_the_decision(seed_copy: Path, go
 
 
 def test_any_exception_loading_a_candidate_makes_it_invalid_and_the_loop_goes_on(
-    seed_copy: Path, gold: dict[str, str]
+    seed_copy: Path, gold: dict[str, str], monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    """A tools.json nested deeper than the JSON parser recurses raises RecursionError, not a
-    UserError; it is one invalid candidate, and the next round still finds the gain."""
+    """A tools.json nested deeper than the JSON parser recurses is one invalid candidate, and so is a
+    loader that breaks with something other than a UserError (here a RecursionError from elsewhere);
+    the next round still finds the gain, and nothing is left behind."""
+    import harness_opt.search.candidates as candidates
+
     deep = "[" * 100_000 + "]" * 100_000
     with pytest.raises(RecursionError):
         json.loads(deep)
+    real_create = candidates.create_version
+
+    def create(parent: HarnessVersion, edits: dict[str, str | None], **kwargs: Any) -> HarnessVersion:
+        if "BREAK THE LOADER" in (edits.get("prompts/system.j2") or ""):
+            raise RecursionError("maximum recursion depth exceeded while calling a Python object")
+        return real_create(parent, edits, **kwargs)
+
+    monkeypatch.setattr(candidates, "create_version", create)
     system = (seed_copy / "prompts" / "system.j2").read_text()
+
+    def proposal(mechanism: str, edits: dict[str, str | None]) -> Proposal:
+        return Proposal(proposer="scripted", mechanism=mechanism, hypothesis="x", edits=edits)
+
     rounds = [
-        [Proposal(proposer="scripted", mechanism="deep-tools", hypothesis="x", edits={"tools.json": deep})],
-        [
-            Proposal(
-                proposer="scripted",
-                mechanism="think-first",
-                hypothesis="asking to think helps",
-                edits={"prompts/system.j2": MARKER + "\n" + system},
-            )
-        ],
+        [proposal("deep-tools", {"tools.json": deep})],
+        [proposal("breaks-the-loader", {"prompts/system.j2": "BREAK THE LOADER\n" + system})],
+        [proposal("think-first", {"prompts/system.j2": MARKER + "\n" + system})],
     ]
-    with scripted_model("task-deep", prompt_sensitive_responder(gold)) as model:
-        config = OptimizeConfig(
-            harness=seed_copy,
-            suite=SUITE,
-            model=model.model,
-            val_limit=10,
-            train_sample=3,
-            budget=Budget(iterations=3),
-            skip_test=True,
-        )
-        result = optimize(config, proposer=ScriptedProposer(rounds))
+    proposer = ScriptedProposer(rounds)
+    result = run_scripted(seed_copy, prompt_sensitive_responder(gold), proposer, budget=Budget(iterations=4))
     by_mechanism = {c.mechanism: c for c in result.candidates}
     assert by_mechanism["deep-tools"].outcome == "invalid"
-    assert "RecursionError" in by_mechanism["deep-tools"].reason
+    assert "tools.json" in by_mechanism["deep-tools"].reason
+    assert by_mechanism["breaks-the-loader"].outcome == "invalid"
+    assert "does not load: RecursionError" in by_mechanism["breaks-the-loader"].reason
     assert by_mechanism["think-first"].outcome == "accepted"
     assert sorted(p.name for p in seed_copy.parent.iterdir()) == ["v0001", "v0002"]  # nothing left behind
 
@@ -212,18 +198,9 @@ def test_a_check_that_breaks_on_a_candidate_makes_it_invalid(
             ),
         ]
     ]
-    with scripted_model("task-scan", prompt_sensitive_responder(gold)) as model:
-        config = OptimizeConfig(
-            harness=seed_copy,
-            suite=SUITE,
-            model=model.model,
-            val_limit=10,
-            train_sample=3,
-            budget=Budget(iterations=1),
-            skip_test=True,
-            parallel=2,
-        )
-        result = optimize(config, proposer=ScriptedProposer(rounds))
+    proposer = ScriptedProposer(rounds)
+    respond = prompt_sensitive_responder(gold)
+    result = run_scripted(seed_copy, respond, proposer, budget=Budget(iterations=1), parallel=2)
     by_mechanism = {c.mechanism: c for c in result.candidates}
     assert by_mechanism["breaks-the-scan"].outcome == "invalid"
     assert "cannot be checked: RecursionError" in by_mechanism["breaks-the-scan"].reason
@@ -324,3 +301,54 @@ def test_imported_production_traces_reach_the_llm_proposer(seed_copy: Path, gold
     assert "production traces" in prompt
     first_user = next(e for e in traces[0].events if getattr(e, "type", "") == "llm")
     assert str(first_user.messages[-1].get("content", ""))[:40].replace('"', '\\"') in prompt
+
+
+def test_the_proposer_sees_task_wins_and_may_ask_for_a_retest_on_more_val_tasks(
+    seed_copy: Path, gold: dict[str, str]
+) -> None:
+    """`ProposalInput.task_wins` (earlier candidates' per-task wins, val ids made opaque) and
+    `retest_val_limit` are filled; a proposal with meta `retest` is measured, with its incumbent, on
+    that many val tasks."""
+    system = (seed_copy / "prompts" / "system.j2").read_text()
+    think = MARKER + "\n" + system
+    rounds = [
+        [
+            Proposal(
+                proposer="scripted",
+                mechanism="think-first",
+                hypothesis="h",
+                edits={"prompts/system.j2": think},
+            )
+        ],
+        [
+            Proposal(
+                proposer="scripted",
+                mechanism="retest-whitespace",
+                hypothesis="h",
+                edits={"prompts/system.j2": think + "\n"},
+                meta={"retest": True, "val_limit": 20},
+            )
+        ],
+    ]
+    proposer = ScriptedProposer(rounds)
+    ledger = Ledger()
+    result = run_scripted(
+        seed_copy, prompt_sensitive_responder(gold), proposer, ledger=ledger, budget=Budget(iterations=2)
+    )
+    first, second = proposer.inputs[:2]
+    assert first.task_wins == [] and first.retest_val_limit == 20
+    [wins] = second.task_wins
+    val_ids = {
+        r["task_id"] for r in ledger.query("SELECT DISTINCT task_id FROM rollouts WHERE split = 'val'")
+    }
+    assert wins.mechanism == "think-first" and len(wins.wins) == 10 and wins.losses == []
+    assert not set(wins.wins) & val_ids  # opaque keys, never a val task id
+    by_mechanism = {c.mechanism: c for c in result.candidates}
+    retest, incumbent = by_mechanism["retest-whitespace"], by_mechanism["think-first"]
+    for record in (retest, incumbent):
+        tasks = ledger.query(
+            "SELECT count(DISTINCT task_id) AS n FROM rollouts WHERE version_hash = ? AND split = 'val'",
+            [record.hash],
+        )
+        assert tasks[0]["n"] == 20, record.mechanism
+    assert retest.outcome == "rejected" and retest.delta == 0.0  # same answers on all 20 tasks

@@ -24,6 +24,7 @@ from tests.support.optimize import (
     gold_by_text,
     marker_rounds,
     prompt_sensitive_responder,
+    run_scripted,
 )
 
 
@@ -92,11 +93,8 @@ def seed_copy(tmp_path: Path) -> Path:
 def test_a_stop_file_ends_the_run_as_stopped(seed_copy: Path, tmp_path: Path) -> None:
     stop = tmp_path / "STOP"
     stop.touch()
-    with scripted_model("stop", prompt_sensitive_responder(gold_by_text())) as model:
-        config = OptimizeConfig(
-            harness=seed_copy, suite=SUITE, model=model.model, val_limit=5, skip_test=True, stop_file=stop
-        )
-        result = optimize(config, proposer=ScriptedProposer(marker_rounds()))
+    respond = prompt_sensitive_responder(gold_by_text())
+    result = run_scripted(seed_copy, respond, ScriptedProposer(marker_rounds()), stop_file=stop)
     assert (result.status, result.stop) == ("stopped", "stop_file")
     assert [c.outcome for c in result.candidates] == ["baseline"]
 

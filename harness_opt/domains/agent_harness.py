@@ -17,8 +17,9 @@ from harness_opt.evaluate.evaluator import EvalConfig, EvalResult, evaluate_asyn
 from harness_opt.evaluate.stats import paired_test
 from harness_opt.evaluate.tracestore import read_trace
 from harness_opt.harness.version import HarnessVersion
+from harness_opt.ledger.queries import candidate_task_wins
 from harness_opt.llm.catalog import validate_model
-from harness_opt.propose.base import ProposalInput, Proposer
+from harness_opt.propose.base import ProposalInput, Proposer, TaskWins, opaque_task_key
 from harness_opt.records import Trace
 from harness_opt.search.acceptance import task_means
 from harness_opt.search.candidates import describe_failure
@@ -176,9 +177,10 @@ class AgentHarnessDomain:
         run: RunContext,
         *,
         attempt: int = 0,
+        units: int | None = None,
     ) -> list[Measurement]:
-        """One after the other: admission (scan, one train task), then val. `attempt` n runs trials
-        numbered after the first n attempts' ones."""
+        """One after the other: admission (scan, one train task), then val: the first `units` val
+        tasks (default `--val-limit`). `attempt` n runs trials numbered after the first n attempts'."""
         out = []
         for candidate in candidates:
             try:
@@ -194,7 +196,7 @@ class AgentHarnessDomain:
                 run,
                 what=f"candidate {candidate.label} · val",
                 trial_offset=attempt * run.config.trials,
-                limit=run.config.val_limit,
+                limit=units or run.config.val_limit,
             )
             out.append(measurement(candidate, result).model_copy(update={"flagged": flagged}))
         return out
@@ -202,9 +204,9 @@ class AgentHarnessDomain:
     async def _admit(
         self, candidate: HarnessVersion, parent: HarnessVersion, run: RunContext
     ) -> tuple[str | None, str | None]:
-        """(why it is refused, why it may never be the incumbent). A version this run already
-        accepted was admitted then (resuming measures the incumbent again)."""
-        if any(r.hash == candidate.hash and r.outcome == "accepted" for r in run.records):
+        """(why it is refused, why it may never be the incumbent). The seed, and a version this run
+        already accepted, were admitted before (a resume or a re-test measures the incumbent again)."""
+        if any(r.hash == candidate.hash and r.outcome in ("accepted", "baseline") for r in run.records):
             return None, None
         scan = scan_and_record(
             candidate, parent, self.suite, editable=self.editable, ledger=run.ledger, run_id=run.run_id
@@ -263,9 +265,35 @@ class AgentHarnessDomain:
             train_tasks=train,
             val_score=measurement.mean,
             history=run.history(),
+            task_wins=self._task_wins(run),
+            retest_val_limit=self._retest_limit(cfg),
             imported_traces=self.imported,
             seed=cfg.seed + run.iteration,
         )
+
+    def _task_wins(self, run: RunContext) -> list[TaskWins]:
+        """Earlier candidates against their incumbents, val task by val task, with the task ids made
+        opaque (a proposer never learns which val tasks they are)."""
+        labels = {r.hash: r.label for r in run.records if r.hash}
+        return [
+            TaskWins(
+                candidate=labels.get(w.candidate, w.candidate[:12]),
+                mechanism=w.mechanism,
+                incumbent=labels.get(w.incumbent, w.incumbent[:12]),
+                wins=[opaque_task_key(run.run_id, t) for t in w.wins],
+                losses=[opaque_task_key(run.run_id, t) for t in w.losses],
+            )
+            for w in candidate_task_wins(run.ledger, run.run_id, self.suite.name, self.model)
+            if w.iteration < run.iteration
+        ]
+
+    def _retest_limit(self, cfg: OptimizeConfig) -> int | None:
+        """A near miss may be re-tested on twice the usual val tasks (a paired test's interval
+        narrows by about 1.4x); None when the run already uses every val task."""
+        n_val = len(self.suite.tasks("val"))
+        if cfg.val_limit is None or cfg.val_limit >= n_val:
+            return None
+        return min(n_val, 2 * cfg.val_limit)
 
     # ----------------------------------------------------------------------------- end
 

@@ -120,8 +120,10 @@ class TrainingDomain:
         run: RunContext,
         *,
         attempt: int = 0,
+        units: int | None = None,
     ) -> list[Measurement]:
-        """One run each, with seed `config.seed + attempt` (attempt 1 confirms a borderline gain)."""
+        """One run each, with seed `config.seed + attempt` (attempt 1 confirms a borderline gain).
+        `units` does not apply: one run is one unit, and more seeds are what `attempt` is for."""
         seed = run.config.seed + attempt
         what = f"wave of {len(candidates)} candidates" if attempt == 0 else "confirming borderline gains"
         results = await self._wave([(c, seed) for c in candidates], what, run)

@@ -103,9 +103,12 @@ class Domain(Protocol):
         run: RunContext,
         *,
         attempt: int = 0,
+        units: int | None = None,
     ) -> list[Measurement]:
         """One measurement per candidate, in order. `attempt` > 0 asks for an independent repeat
-        (another seed) when the acceptance rule could not decide."""
+        (another seed) when the acceptance rule could not decide; `units` for more units than the
+        run's usual number (a re-test the proposer asked for; a domain may ignore it). A version this
+        run already accepted, or its seed, is measured without being checked again."""
         ...
 
     async def evidence(

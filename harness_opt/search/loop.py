@@ -38,6 +38,16 @@ from harness_opt.search.state import RunState, checkpoint, read_back
 
 
 @dataclass
+class _Candidate:
+    """A proposal made into a version (None when invalid: the record says why)."""
+
+    version: HarnessVersion | None
+    record: CandidateRecord
+    units: int | None = None
+    """Measure it on this many units (val tasks) instead of the run's usual number: a re-test."""
+
+
+@dataclass
 class _Judged:
     """One candidate of an iteration, measured and decided (not yet written)."""
 
@@ -179,13 +189,15 @@ class Optimizer:
             text = f"the {cfg.proposer} proposer has no further proposals"
             return incumbent, inc_m, StopReason(kind="no_proposals", text=text)
         candidates = self._candidates(run, proposals, incumbent)
-        judged = await self._judge(
-            run, [(v, r) for v, r in candidates if v is not None], incumbent, inc_m, noise
-        )
+        judged: list[_Judged] = []
+        for units in dict.fromkeys(c.units for c in candidates if c.version is not None):
+            group = [c for c in candidates if c.version is not None and c.units == units]
+            reference = inc_m if units is None else await self._remeasure(incumbent, run, units)
+            judged += await self._judge(run, group, incumbent, reference, noise, units)
         winner = self._settle(judged)
         measured = {id(j.record): j.measurement for j in judged}
-        for _, record in candidates:  # in the order proposed
-            self._record(run, record, incumbent=incumbent.hash, measurement=measured.get(id(record)))
+        for c in candidates:  # in the order proposed
+            self._record(run, c.record, incumbent=incumbent.hash, measurement=measured.get(id(c.record)))
         if winner is not None:
             incumbent, inc_m = winner.version, winner.measurement
         streak = _invalid_streak(run.records)
@@ -196,43 +208,51 @@ class Optimizer:
 
     def _candidates(
         self, run: RunContext, proposals: list[Proposal], incumbent: HarnessVersion
-    ) -> list[tuple[HarnessVersion | None, CandidateRecord]]:
-        """A version per proposal, or None with the record saying why it is invalid."""
+    ) -> list[_Candidate]:
+        """A version per proposal, or None with the record saying why it is invalid. A proposal with
+        `meta["retest"]` asks to be measured on `meta["val_limit"]` units (a near miss, re-tested)."""
         out = []
         for proposal in proposals:
             run.charge(cost_usd=float(proposal.meta.get("cost_usd", 0.0) or 0.0))
-            out.append(
-                materialize(
-                    proposal, incumbent, run.iteration, editable=self.domain.editable, ledger=self.ledger
-                )
+            version, record = materialize(
+                proposal, incumbent, run.iteration, editable=self.domain.editable, ledger=self.ledger
             )
+            units = proposal.meta.get("val_limit") if proposal.meta.get("retest") else None
+            out.append(_Candidate(version, record, int(units) if units else None))
         return out
+
+    async def _remeasure(self, incumbent: HarnessVersion, run: RunContext, units: int) -> Measurement:
+        """The incumbent on `units` units, so a re-tested candidate is compared on the same ones."""
+        [measured] = await self.domain.evaluate([incumbent], incumbent, run, units=units)
+        return measured
 
     async def _judge(
         self,
         run: RunContext,
-        candidates: list[tuple[HarnessVersion, CandidateRecord]],
+        candidates: list[_Candidate],
         incumbent: HarnessVersion,
         inc_m: Measurement,
         noise: float,
+        units: int | None,
     ) -> list[_Judged]:
         """Measure the candidates (one more time where the rule asks) and decide each."""
-        versions = [v for v, _ in candidates]
-        measured = await self.domain.evaluate(versions, incumbent, run) if versions else []
+        versions = [c.version for c in candidates if c.version is not None]
+        measured = await self.domain.evaluate(versions, incumbent, run, units=units)
         decide = {
             v.hash: self._decide(v, m, incumbent, inc_m, noise)
             for v, m in zip(versions, measured, strict=True)
         }
         again = [i for i, v in enumerate(versions) if (d := decide[v.hash]) is not None and d.more]
         if again:
-            more = await self.domain.evaluate([versions[i] for i in again], incumbent, run, attempt=1)
+            again_versions = [versions[i] for i in again]
+            more = await self.domain.evaluate(again_versions, incumbent, run, attempt=1, units=units)
             for i, extra in zip(again, more, strict=True):
                 measured[i] = measured[i].combined(extra)
                 decide[versions[i].hash] = self._decide(versions[i], measured[i], incumbent, inc_m, noise)
         judged = []
-        for (version, record), m in zip(candidates, measured, strict=True):
-            _apply(record, m, decide[version.hash])
-            judged.append(_Judged(version, record, m))
+        for version, c, m in zip(versions, candidates, measured, strict=True):
+            _apply(c.record, m, decide[version.hash])
+            judged.append(_Judged(version, c.record, m))
         return judged
 
     def _decide(

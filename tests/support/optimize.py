@@ -3,12 +3,15 @@ the prompt, a scripted proposer, and proposals that exercise every outcome."""
 
 from __future__ import annotations
 
+import itertools
 import json
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from harness_opt.propose.base import Proposal, ProposalInput
+from harness_opt.ledger import Ledger
+from harness_opt.propose.base import Proposal, ProposalInput, Proposer
+from harness_opt.search.records import OptimizeResult
 
 REPO = Path(__file__).resolve().parents[2]
 SEED = REPO / "harnesses" / "banking77" / "v0001"
@@ -16,6 +19,7 @@ SUITE = REPO / "tasks" / "banking77"
 MARKER = "Think about which label fits best."
 
 Responder = Callable[[list[dict[str, Any]], Any, dict[str, Any]], str]
+_RUNS = itertools.count()
 
 
 def gold_by_text() -> dict[str, str]:
@@ -111,3 +115,23 @@ def chat_reply(mechanism: str, edits: list[dict[str, str]], hypothesis: str = "i
         f"[[ ## changes ## ]]\n{json.dumps([f'change {mechanism}'])}\n\n"
         f"[[ ## edits ## ]]\n{json.dumps(edits)}\n\n[[ ## completed ## ]]\n"
     )
+
+
+def run_scripted(
+    seed: Path,
+    respond: Responder,
+    proposer: Proposer | None = None,
+    *,
+    ledger: Ledger | None = None,
+    **settings: Any,
+) -> OptimizeResult:
+    """One optimize run of a banking77 seed copy with a scripted task model: 10 val tasks, 3 train
+    tasks of evidence, no test split, unless `settings` say otherwise."""
+    from harness_opt.search.config import OptimizeConfig
+    from harness_opt.search.loop import optimize
+    from harness_opt.testing import scripted_model
+
+    values: dict[str, Any] = {"val_limit": 10, "train_sample": 3, "skip_test": True, **settings}
+    with scripted_model(f"task-{next(_RUNS)}", respond) as model:
+        config = OptimizeConfig(harness=seed, suite=SUITE, model=model.model, **values)
+        return optimize(config, ledger=ledger, proposer=proposer)

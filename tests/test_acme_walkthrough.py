@@ -17,7 +17,7 @@ import time
 import pytest
 from typer.testing import CliRunner
 
-from tests.acme_server import EXAMPLE, acme_server
+from tests.support.acme import EXAMPLE, acme_server
 
 SMALLER = {
     "eval": ["--limit", "2"],

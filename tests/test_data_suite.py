@@ -19,7 +19,7 @@ from harness_opt.scaffold import init_project
 from harness_opt.suites.data_suite import DataSuite
 from harness_opt.suites.loader import load_suite
 from harness_opt.testing import scripted_model
-from tests.acme_server import EXAMPLE, acme_server
+from tests.support.acme import EXAMPLE, acme_server
 
 ROWS = [{"id": f"q{i:02d}", "question": f"what is {i} + {i}?", "expected": str(2 * i)} for i in range(20)]
 

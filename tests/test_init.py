@@ -14,7 +14,7 @@ from harness_opt.harness.version import HarnessVersion
 from harness_opt.scaffold import init_project
 from harness_opt.suites.loader import load_suite
 from harness_opt.testing import scripted_model
-from tests.acme_server import EXAMPLE
+from tests.support.acme import EXAMPLE
 
 
 def test_init_writes_a_loadable_harness_and_suite(tmp_path):

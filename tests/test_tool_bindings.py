@@ -12,7 +12,7 @@ import pytest
 
 from harness_opt.suites.base import ToolError
 from harness_opt.suites.tool_bindings import BoundTools, HttpTool, PythonTool
-from tests.acme_server import acme_server
+from tests.support.acme import acme_server
 
 
 class _Flaky(BaseHTTPRequestHandler):

@@ -14,7 +14,7 @@ from harness_opt.errors import UserError
 from harness_opt.evaluate.tracestore import read_trace
 from harness_opt.records import LLMCallEvent, ToolCallEvent
 from harness_opt.traces_import import import_facts, import_traces, read_imported, to_task_rows
-from tests.acme_server import EXAMPLE
+from tests.support.acme import EXAMPLE
 
 SAMPLES = EXAMPLE / "production"
 

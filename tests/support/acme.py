@@ -8,7 +8,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
-EXAMPLE = Path(__file__).resolve().parents[1] / "examples" / "acme-support"
+EXAMPLE = Path(__file__).resolve().parents[2] / "examples" / "acme-support"
 
 
 def _module():

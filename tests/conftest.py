@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import shutil
 from pathlib import Path
 
 import pytest
@@ -23,3 +24,12 @@ def isolated_home(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
 @pytest.fixture
 def repo_root() -> Path:
     return REPO
+
+
+@pytest.fixture
+def seed_copy(tmp_path: Path) -> Path:
+    """A copy of the banking77 seed version: optimize writes candidates beside their parent, and the
+    repo must stay clean."""
+    dst = tmp_path / "harnesses" / "banking77" / "v0001"
+    shutil.copytree(REPO / "harnesses" / "banking77" / "v0001", dst)
+    return dst

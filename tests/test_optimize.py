@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import itertools
 import json
-import shutil
 from pathlib import Path
 from typing import Any
 
@@ -23,7 +22,6 @@ from harness_opt.search.records import CandidateRecord
 from harness_opt.testing import scripted_model
 from tests.support.optimize import (
     MARKER,
-    SEED,
     SUITE,
     ScriptedProposer,
     chat_reply,
@@ -37,14 +35,6 @@ from tests.support.optimize import (
 @pytest.fixture(scope="module")
 def gold() -> dict[str, str]:
     return gold_by_text()
-
-
-@pytest.fixture
-def seed_copy(tmp_path: Path) -> Path:
-    """Candidates are written next to their parent: work on a copy so the repo stays clean."""
-    dst = tmp_path / "harnesses" / "banking77" / "v0001"
-    shutil.copytree(SEED, dst)
-    return dst
 
 
 def version_of(seed: Path, record: CandidateRecord) -> HarnessVersion:

@@ -3,7 +3,6 @@ stopped is a field, and a stop file ends the run as 'stopped'."""
 
 from __future__ import annotations
 
-import shutil
 from pathlib import Path
 
 import pytest
@@ -18,7 +17,6 @@ from harness_opt.search.records import CandidateRecord
 from harness_opt.search.state import RunState, checkpoint, read_back
 from harness_opt.testing import scripted_model
 from tests.support.optimize import (
-    SEED,
     SUITE,
     ScriptedProposer,
     gold_by_text,
@@ -81,13 +79,6 @@ def test_a_budget_reads_durations() -> None:
     assert Budget(wall_s=90).wall_s == 90
     with pytest.raises(ValueError, match="cannot read the duration"):
         Budget(wall_s="soon")  # type: ignore[arg-type]
-
-
-@pytest.fixture
-def seed_copy(tmp_path: Path) -> Path:
-    dst = tmp_path / "harnesses" / "banking77" / "v0001"
-    shutil.copytree(SEED, dst)
-    return dst
 
 
 def test_a_stop_file_ends_the_run_as_stopped(seed_copy: Path, tmp_path: Path) -> None:

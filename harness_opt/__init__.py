@@ -55,10 +55,10 @@ if TYPE_CHECKING:
     from harness_opt.harness.version import HarnessVersion
     from harness_opt.ledger import Ledger
     from harness_opt.llm.client import LLMClient, LLMConfig
+    from harness_opt.report.progress_plot import plot_progress
     from harness_opt.search.budget import Budget
     from harness_opt.search.config import OptimizeConfig
     from harness_opt.search.loop import optimize, optimize_async
-    from harness_opt.report.progress_plot import plot_progress
     from harness_opt.search.records import OptimizeResult
     from harness_opt.suites.loader import load_suite
 

@@ -85,11 +85,8 @@ def plot_progress(result: OptimizeResult, path: Path | None = None) -> Path:
     test = ""
     if result.baseline_test and result.best_test:
         test = f" · test {result.baseline_test.score:.3f} → {result.best_test.score:.3f}"
-    ax.set_title(
-        f"{result.run_id}: {result.metric} {result.baseline_val.score:.3f} → {result.best_val.score:.3f}{test}"
-        f" · {invalid} invalid",
-        fontsize=10,
-    )
+    change = f"{result.baseline_val.score:.3f} → {result.best_val.score:.3f}"
+    ax.set_title(f"{result.run_id}: {result.metric} {change}{test} · {invalid} invalid", fontsize=10)
     ax.grid(alpha=0.3)
     ax.legend(loc="lower right", fontsize=8)
     fig.tight_layout()

@@ -124,20 +124,38 @@ def host_pids() -> int:
     return len(our_processes())
 
 
+def _cmdline(pid: int) -> bytes:
+    try:
+        with open(f"/proc/{pid}/cmdline", "rb") as fh:
+            return fh.read()
+    except OSError:
+        return b""
+
+
 def sandbox_processes() -> dict[int, int]:
     """pid -> resident KiB of every fork server and rollout process started by this test process."""
     out: dict[int, int] = {}
     for pid in our_processes():
+        if ZYGOTE_MARK not in _cmdline(pid):
+            continue
         try:
-            with open(f"/proc/{pid}/cmdline", "rb") as fh:
-                if ZYGOTE_MARK not in fh.read():
-                    continue
             with open(f"/proc/{pid}/status", encoding="ascii", errors="replace") as fh:
                 rss = next((int(line.split()[1]) for line in fh if line.startswith("VmRSS:")), 0)
         except (OSError, ValueError):
             continue
         out[pid] = rss
     return out
+
+
+def rollout_processes() -> int:
+    """How many rollout processes are alive: children of a fork server (bwrap's own do not count)."""
+    parents = _parents()
+    count = 0
+    for pid in sandbox_processes():
+        parent = _cmdline(parents.get(pid, 0))
+        if ZYGOTE_MARK in parent and not parent.startswith(b"bwrap"):
+            count += 1
+    return count
 
 
 class Sampler:

@@ -214,6 +214,10 @@ def test_frame_protocol_reassembles_split_frames_and_rejects_oversized_ones() ->
         return got, await bad.recv(), bad.error
 
     got, after_violation, error = asyncio.run(go())
+    deep = FrameProtocol()  # nested past json's C recursion limit: a violation, not a broker exception
+    body = b"[" * 200_000 + b"]" * 200_000
+    deep.data_received(len(body).to_bytes(4, "big") + body)
+    assert deep.error is not None and "RecursionError" in deep.error
     assert got == [{"op": "log", "message": "a"}, {"op": "result", "output": 1}]
     assert after_violation is None and error is not None and "protocol violation" in error
 

@@ -68,8 +68,8 @@ class FrameProtocol(asyncio.Protocol):
                 break
             try:
                 self._messages.append(json.loads(buf[start + size : start + size + n]))
-            except ValueError as exc:
-                self._violation(f"protocol violation: malformed frame ({exc})")
+            except (ValueError, RecursionError) as exc:  # RecursionError: JSON nested past the C limit
+                self._violation(f"protocol violation: malformed frame ({type(exc).__name__}: {exc})")
                 return
             start += size + n
         if start:

@@ -274,3 +274,11 @@ def test_a_stopped_fork_server_is_detected_and_replaced(monkeypatch: Any) -> Non
     assert "stopped by a signal" in (stuck.error_detail or ""), stuck.error_detail
     assert after.error is None and after.output == "woke"
     assert started == 2
+
+
+def test_a_log_flood_ends_the_rollout_instead_of_burning_the_parent() -> None:
+    t0 = time.monotonic()
+    result = run_one("hostile", mode="logflood")  # wall limit 20 s
+    assert result.error == "crash" and "floods its channel" in (result.error_detail or "")
+    assert time.monotonic() - t0 < 15
+    assert sum(isinstance(e, LogEvent) for e in result.events) == 1001  # 1,000 kept and the marker

@@ -54,6 +54,9 @@ LLMFn = Callable[[LLMRequest], Awaitable[LLMResult]]
 
 MAX_LOG_EVENTS = 1000
 """ctx.log calls kept per rollout; a harness logging in a loop must not blow up the trace."""
+MAX_LOG_CALLS = 100_000
+"""ctx.log calls a rollout may make at all: past this it is flooding its channel and spending the
+parent's CPU (each frame is parsed there), so the rollout ends."""
 _EXIT_WAIT_S = 5.0
 _CHILD_ERRORS: dict[str, ErrorKind] = {
     "crash": "crash", "invalid_output": "invalid_output", "memory": "memory", "sandbox": "sandbox"
@@ -284,6 +287,8 @@ class _Rollout:
     def _log(self, msg: dict[str, Any]) -> None:
         """Keep the first MAX_LOG_EVENTS logs and LOG_TOTAL_BYTES of payload, each payload capped."""
         self.logs += 1
+        if self.logs > MAX_LOG_CALLS:
+            raise _Abort("crash", f"more than {MAX_LOG_CALLS} ctx.log calls: the harness floods its channel")
         if self.logs > MAX_LOG_EVENTS or self.log_bytes > payload.LOG_TOTAL_BYTES:
             if not self.logs_dropped:
                 self.logs_dropped = True

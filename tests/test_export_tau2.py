@@ -125,9 +125,8 @@ def test_rewards_multiply_the_judges_verdict_and_show_each_component(run: Run) -
     judged = [s for s in sims if s.reward_info.nl_assertions]
     assert judged and all(set(s.reward_info.reward_breakdown) == {"DB", "NL_ASSERTION"} for s in judged)
     unmet_sims = [s for s in judged if not all(c.met for c in s.reward_info.nl_assertions)]
-    assert unmet_sims and all(
-        s.reward_info.reward == 0.0 and s.reward_info.db_check.db_match for s in unmet_sims
-    )
+    assert unmet_sims and all(s.reward_info.reward == 0.0 for s in unmet_sims)
+    assert any(s.reward_info.db_check.db_match for s in unmet_sims)  # failed by the judge alone
     for sim in judged[:3]:
         figures = sim.info["harness_opt"]["judge"]
         assert figures["model"] == "scripted/judge" and figures["cost_usd"] > 0

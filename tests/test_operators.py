@@ -6,7 +6,13 @@ import json
 from pathlib import Path
 
 import pytest
-from test_operators_fakes import (
+
+from harness_opt.harness import HarnessVersion
+from harness_opt.propose.base import Proposal, ProposalInput, Proposer
+from harness_opt.propose.operators import OperatorsProposer
+from harness_opt.propose.operators.demos import FailedFewShot
+from harness_opt.records import RolloutKey, Task, ToolCallEvent, Trace
+from tests.support.operators import (
     EDITABLE,
     apply,
     failing_trace,
@@ -15,12 +21,6 @@ from test_operators_fakes import (
     seed_version,
     train_tasks,
 )
-
-from harness_opt.harness import HarnessVersion
-from harness_opt.propose.base import Proposal, ProposalInput, Proposer
-from harness_opt.propose.operators import OperatorsProposer
-from harness_opt.propose.operators.demos import FailedFewShot
-from harness_opt.records import RolloutKey, Task, ToolCallEvent, Trace
 
 ALL = 50
 
@@ -43,8 +43,13 @@ def test_is_a_proposer_with_every_label_operator_in_order(tmp_path: Path) -> Non
     names = [p.meta["operator"] for p in proposals]
     # candidate_labels needs constrained output first; tools operators need tools.
     assert names == [
-        "retrieval_demos", "constrained_output", "failed_fewshot", "label_glossary",
-        "snap_to_label", "self_consistency", "tuned_sampling",
+        "retrieval_demos",
+        "constrained_output",
+        "failed_fewshot",
+        "label_glossary",
+        "snap_to_label",
+        "self_consistency",
+        "tuned_sampling",
     ]
     for p in proposals:
         assert p.proposer == f"operators:{p.meta['operator']}"
@@ -54,8 +59,15 @@ def test_is_a_proposer_with_every_label_operator_in_order(tmp_path: Path) -> Non
 
 @pytest.mark.parametrize(
     "operator",
-    ["constrained_output", "retrieval_demos", "failed_fewshot", "label_glossary", "snap_to_label",
-     "self_consistency", "tuned_sampling"],
+    [
+        "constrained_output",
+        "retrieval_demos",
+        "failed_fewshot",
+        "label_glossary",
+        "snap_to_label",
+        "self_consistency",
+        "tuned_sampling",
+    ],
 )
 def test_each_operator_makes_a_version_that_loads_and_renders(
     tmp_path: Path, operator: str, seed_proposals: dict[str, Proposal]
@@ -151,18 +163,41 @@ def test_voting_fits_the_frozen_step_limit(tmp_path: Path, seed_proposals: dict[
 def test_free_text_suites_get_no_label_operators() -> None:
     tasks = [Task(id=f"t{i}", input={"question": f"q{i}"}, expected=f"answer {i}") for i in range(50)]
     inp = ProposalInput(
-        agent="qa", version_label="qa@v0001", files={"agent.py": "def run(task, ctx):\n    return ''\n"},
-        editable=EDITABLE, suite="qa", failing_traces=[], train_tasks=tasks,
+        agent="qa",
+        version_label="qa@v0001",
+        files={"agent.py": "def run(task, ctx):\n    return ''\n"},
+        editable=EDITABLE,
+        suite="qa",
+        failing_traces=[],
+        train_tasks=tasks,
     )
     assert OperatorsProposer().propose(inp, ALL) == []
 
 
 TOOLS = [
-    {"type": "function", "function": {"name": "get_order", "description": "Look up an order.",
-     "parameters": {"type": "object", "properties": {"order_id": {"type": "string"}},
-                    "required": ["order_id"]}}},
-    {"type": "function", "function": {"name": "cancel", "description": "Cancel an order.",
-     "parameters": {"type": "object", "properties": {"order_id": {"type": "string", "description": "Id."}}}}},
+    {
+        "type": "function",
+        "function": {
+            "name": "get_order",
+            "description": "Look up an order.",
+            "parameters": {
+                "type": "object",
+                "properties": {"order_id": {"type": "string"}},
+                "required": ["order_id"],
+            },
+        },
+    },
+    {
+        "type": "function",
+        "function": {
+            "name": "cancel",
+            "description": "Cancel an order.",
+            "parameters": {
+                "type": "object",
+                "properties": {"order_id": {"type": "string", "description": "Id."}},
+            },
+        },
+    },
 ]
 
 
@@ -173,17 +208,24 @@ def _tool_trace(events: list[ToolCallEvent], passed: bool) -> Trace:
 
 def test_tool_suites_get_tool_description_operators(tmp_path: Path) -> None:
     failing = _tool_trace(
-        [ToolCallEvent(name="get_order", args={"order_id": "12"}, error="order id must start with '#'"),
-         ToolCallEvent(name="cancel", args={}, result={"error": "missing order_id"})],
+        [
+            ToolCallEvent(name="get_order", args={"order_id": "12"}, error="order id must start with '#'"),
+            ToolCallEvent(name="cancel", args={}, result={"error": "missing order_id"}),
+        ],
         passed=False,
     )
     worked = ToolCallEvent(name="get_order", args={"order_id": "#W123"}, result={"ok": 1})
     passing = _tool_trace([worked], True)
     tasks = [Task(id=f"t{i}", input={"q": "x"}, expected={"db": i}) for i in range(5)]
     inp = ProposalInput(
-        agent="retail", version_label="retail@v0001", editable=EDITABLE, suite="retail",
+        agent="retail",
+        version_label="retail@v0001",
+        editable=EDITABLE,
+        suite="retail",
         files={"agent.py": "def run(task, ctx):\n    return ''\n", "tools.json": json.dumps(TOOLS)},
-        failing_traces=[failing], passing_traces=[passing], train_tasks=tasks,
+        failing_traces=[failing],
+        passing_traces=[passing],
+        train_tasks=tasks,
     )
     proposals = by_name(OperatorsProposer().propose(inp, ALL))
     assert list(proposals) == ["tool_error_notes", "tool_param_descriptions"]

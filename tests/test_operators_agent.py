@@ -6,10 +6,10 @@ import json
 from typing import Any
 
 import pytest
-from test_operators_fakes import apply, proposal_input, run_agent, seed_version, train_tasks
 
 from harness_opt.harness import HarnessVersion, create_version
 from harness_opt.propose.operators import OperatorsProposer
+from tests.support.operators import apply, proposal_input, run_agent, seed_version, train_tasks
 
 Messages = list[dict[str, Any]]
 Versions = dict[str, HarnessVersion]
@@ -148,9 +148,7 @@ def test_glossary_is_appended_to_the_system_prompt(versions: Versions) -> None:
     ("reply", "expected"),
     [("Card Arrival.", "card_arrival"), ("card arival", "card_arrival"), ("top up limits", "top_up_limits")],
 )
-def test_snap_maps_free_text_to_the_closest_label(
-    versions: Versions, reply: str, expected: str
-) -> None:
+def test_snap_maps_free_text_to_the_closest_label(versions: Versions, reply: str, expected: str) -> None:
     output, _ = run_agent(versions["snap_to_label"], "hello", lambda m, p: reply)
     assert output == expected
 

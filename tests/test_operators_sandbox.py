@@ -6,13 +6,12 @@ import asyncio
 import json
 from pathlib import Path
 
-from test_operators_fakes import apply, proposal_input, seed_version, train_tasks
-
 from harness_opt.llm.types import LLMRequest, LLMResult
 from harness_opt.propose.operators import OperatorsProposer
 from harness_opt.records import LLMCallEvent, LogEvent
 from harness_opt.runtime.broker import HarnessRunner, RolloutResult
 from harness_opt.suites.base import NoTools
+from tests.support.operators import apply, proposal_input, seed_version, train_tasks
 
 
 def test_composed_candidate_runs_in_the_sandbox(tmp_path: Path) -> None:

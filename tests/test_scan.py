@@ -172,7 +172,7 @@ def test_train_derived_operator_candidates_pass_the_scan(tmp_path):
     from harness_opt.search.config import AGENT_HARNESS_EDITABLE
     from harness_opt.suites.loader import load_suite
     from harness_opt.trust.scan import scan_candidate
-    from tests.test_operators_fakes import apply, proposal_input, seed_version
+    from tests.support.operators import apply, proposal_input, seed_version
 
     seed = seed_version(tmp_path)
     suite = load_suite(Path(__file__).resolve().parents[1] / "tasks" / "banking77")

@@ -12,8 +12,9 @@ from __future__ import annotations
 
 import json
 import random
+import re
 import tomllib
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 from importlib import resources
 from typing import Any, Literal
 
@@ -116,7 +117,7 @@ class Workspace:
                 files.pop(path, None)
             else:
                 files[path] = text
-        return replace(Workspace.from_files(self.inp, files, self.shape))
+        return Workspace.from_files(self.inp, files, self.shape)
 
     # -------------------------------------------------------------------------------- what applies
 
@@ -164,6 +165,9 @@ class Workspace:
             edits[AGENT_FILE] = asset_source("task_agent.py")
             notes.append("agent.py: init's tool loop replaced by the configurable task agent (same loop)")
             config = {"answer_format": "json" if self.shape.kind == "json" else "text"}
+            guard = re.search(r"^MAX_MODEL_CALLS\s*=\s*(\d+)", self.files.get(AGENT_FILE, ""), re.M)
+            if guard:  # the loop's guard as the user left it
+                config["max_rounds"] = int(guard[1])
         config.update(changes)
         edits[CONFIG_FILE] = dumps_json(config)
         return edits, notes

@@ -1,7 +1,4 @@
-"""Shared fixtures of the operators tests: the banking77 seed, proposal inputs, an in-process agent run.
-
-Named test_operators_* so it sits with the tests it serves; it defines no tests itself.
-"""
+"""Shared fixtures of the operators tests: the banking77 seed, proposal inputs, an in-process agent run."""
 
 from __future__ import annotations
 
@@ -19,7 +16,7 @@ from harness_opt.propose.base import HistoryEntry, Proposal, ProposalInput
 from harness_opt.records import RolloutKey, Task, Trace
 from harness_opt.suites.loader import load_suite
 
-REPO = Path(__file__).resolve().parents[1]
+REPO = Path(__file__).resolve().parents[2]
 SEED = REPO / "harnesses" / "banking77" / "v0001"
 SUITE = REPO / "tasks" / "banking77"
 EDITABLE = ("agent.py", "prompts/*", "tools.json", "agent_config.json", "data/*", "harness.toml")
@@ -73,15 +70,24 @@ def proposal_input(
 
 def apply(version: HarnessVersion, proposal: Proposal) -> HarnessVersion:
     return create_version(
-        version, proposal.edits, proposer=proposal.proposer, hypothesis=proposal.hypothesis,
+        version,
+        proposal.edits,
+        proposer=proposal.proposer,
+        hypothesis=proposal.hypothesis,
         changes=proposal.changes,
     )
 
 
 def rejected(proposal: Proposal) -> HistoryEntry:
     return HistoryEntry(
-        iteration=1, candidate="banking77@v0002", proposer=proposal.proposer, mechanism=proposal.mechanism,
-        hypothesis=proposal.hypothesis, outcome="rejected", delta=-0.01, p_value=0.6,
+        iteration=1,
+        candidate="banking77@v0002",
+        proposer=proposal.proposer,
+        mechanism=proposal.mechanism,
+        hypothesis=proposal.hypothesis,
+        outcome="rejected",
+        delta=-0.01,
+        p_value=0.6,
     )
 
 

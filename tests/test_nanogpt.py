@@ -272,7 +272,8 @@ def test_optimize_on_real_runs_fills_the_ledger(tmp_path: Path) -> None:
     assert by_mech["crash"].outcome == "rejected" and "crash: exit code 1" in by_mech["crash"].reason
     half = by_mech["batch_half"]
     assert half.outcome in ("accepted", "rejected") and half.val_score is not None
-    assert 0.5 < half.val_score < 8.0 and half.delta == pytest.approx(
+    # a value, not a placeholder (a run that trained little on a loaded machine can be above 8 bits)
+    assert 0.5 < half.val_score < 20.0 and half.delta == pytest.approx(
         result.baseline_val.score - half.val_score
     )
     assert not (suite_dir / "prepare.py").read_text().startswith("EVAL_TOKENS = 1")

@@ -184,8 +184,10 @@ def test_prompt_holds_raw_failing_traces_history_and_earlier_mechanisms() -> Non
 
 def test_proposal_input_cannot_carry_val_or_test_data() -> None:
     fields = set(ProposalInput.model_fields)
-    assert {f for f in fields if "val" in f or "test" in f} == {"val_score"}
+    assert {f for f in fields if "val" in f or "test" in f} == {"val_score", "retest_val_limit"}
+    # a number of tasks and an aggregate score: neither can carry a val task, trace or answer
     assert ProposalInput.model_fields["val_score"].annotation == float | None
+    assert ProposalInput.model_fields["retest_val_limit"].annotation == int | None
 
 
 def test_unparseable_reply_gives_no_proposal_and_does_not_raise() -> None:

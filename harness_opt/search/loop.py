@@ -13,6 +13,9 @@ from __future__ import annotations
 
 import asyncio
 from dataclasses import dataclass
+from typing import TypedDict
+
+from typing_extensions import Unpack
 
 from harness_opt.errors import UserError
 from harness_opt.evaluate.evaluator import new_run_id
@@ -59,27 +62,17 @@ class _Judged:
 class Optimizer:
     """One optimize run. Use `optimize()` / `optimize_async()` unless you need the pieces."""
 
-    def __init__(
-        self,
-        config: OptimizeConfig,
-        *,
-        domain: Domain | None = None,
-        ledger: Ledger | None = None,
-        display: OptimizeDisplay | None = None,
-        resume: str | None = None,
-        proposer: Proposer | None = None,
-        run_id: str | None = None,
-    ) -> None:
+    def __init__(self, config: OptimizeConfig, **options: Unpack[RunOptions]) -> None:
         self.config = config
-        self.domain: Domain = domain or domain_for_suite(config.suite)
-        self.ledger = ledger or Ledger()
-        self.display = display or QuietDisplay()
-        self.resume = resume
-        self.run_id = resume or run_id or new_run_id("opt")
+        self.domain: Domain = options.get("domain") or domain_for_suite(config.suite)
+        self.ledger = options.get("ledger") or Ledger()
+        self.display = options.get("display") or QuietDisplay()
+        self.resume = options.get("resume")
+        self.run_id = self.resume or options.get("run_id") or new_run_id("opt")
         self.rule: Acceptance = acceptance_rule(
             config.acceptance or self.domain.acceptance, config.alpha, self.domain.direction
         )
-        self._proposer = proposer
+        self._proposer = options.get("proposer")
 
     # ----------------------------------------------------------------------------- the run
 
@@ -377,42 +370,25 @@ def _invalid_streak(records: list[CandidateRecord]) -> int:
     return streak
 
 
-async def optimize_async(
-    config: OptimizeConfig,
-    *,
-    domain: Domain | None = None,
-    ledger: Ledger | None = None,
-    display: OptimizeDisplay | None = None,
-    resume: str | None = None,
-    proposer: Proposer | None = None,
-    run_id: str | None = None,
-) -> OptimizeResult:
-    """The overnight loop. `domain` defaults to the one the suite's suite.toml names."""
-    optimizer = Optimizer(
-        config, domain=domain, ledger=ledger, display=display, resume=resume, proposer=proposer, run_id=run_id
-    )
-    return await optimizer.run()
+class RunOptions(TypedDict, total=False):
+    """What an optimize run takes beside its config (all optional)."""
+
+    domain: Domain | None
+    """Default: the one the suite's suite.toml names."""
+    ledger: Ledger | None
+    display: OptimizeDisplay | None
+    resume: str | None
+    """Continue this run (its id) from its last checkpoint."""
+    proposer: Proposer | None
+    """Default: the one `config.proposer` names."""
+    run_id: str | None
 
 
-def optimize(
-    config: OptimizeConfig,
-    *,
-    domain: Domain | None = None,
-    ledger: Ledger | None = None,
-    display: OptimizeDisplay | None = None,
-    resume: str | None = None,
-    proposer: Proposer | None = None,
-    run_id: str | None = None,
-) -> OptimizeResult:
+async def optimize_async(config: OptimizeConfig, **options: Unpack[RunOptions]) -> OptimizeResult:
+    """The overnight loop, awaited."""
+    return await Optimizer(config, **options).run()
+
+
+def optimize(config: OptimizeConfig, **options: Unpack[RunOptions]) -> OptimizeResult:
     """Run the overnight loop (blocking). From a notebook: `harness_opt.optimize(OptimizeConfig(...))`."""
-    return asyncio.run(
-        optimize_async(
-            config,
-            domain=domain,
-            ledger=ledger,
-            display=display,
-            resume=resume,
-            proposer=proposer,
-            run_id=run_id,
-        )
-    )
+    return asyncio.run(optimize_async(config, **options))

@@ -75,66 +75,88 @@ def _path_like(value: str) -> bool:
     return (value.startswith("/") and value.count("/") >= 2) or value.startswith("~/") or "../" in value
 
 
+class _Hits:
+    """Hits of one module, one per (kind, line), and the import aliases read so far."""
+
+    def __init__(self) -> None:
+        self.hits: dict[tuple[str, int], CodeHit] = {}
+        self.aliases: dict[str, str] = {}
+
+    def add(self, kind: str, node: ast.AST, detail: str) -> None:
+        line = getattr(node, "lineno", 0)
+        self.hits.setdefault((kind, line), CodeHit(kind, line, detail))
+
+
+def _imports(node: ast.Import | ast.ImportFrom, out: _Hits) -> None:
+    base = node.module or "" if isinstance(node, ast.ImportFrom) else ""
+    for alias in node.names:
+        full = f"{base}.{alias.name}" if base else alias.name
+        out.aliases[alias.asname or alias.name.split(".")[0]] = full if base else alias.name
+        mod = base or alias.name
+        if _root(mod) in NETWORK_MODULES:
+            out.add("network", node, f"imports {full}")
+        elif _root(mod) in PROCESS_MODULES or mod in PROCESS_MODULES:
+            out.add("process", node, f"imports {full}")
+        elif _root(mod) in ESCAPE_MODULES:
+            out.add("escape", node, f"imports {full}")
+        elif full in ENV_ATTRS:
+            out.add("env", node, f"imports {full}")
+
+
+def _name(node: ast.Attribute | ast.Name, out: _Hits) -> None:
+    name = _dotted(node)
+    if not name:
+        return
+    head, _, rest = name.partition(".")
+    full = f"{out.aliases.get(head, head)}.{rest}" if rest else out.aliases.get(head, head)
+    if full in ENV_ATTRS or any(full.startswith(a + ".") for a in ENV_ATTRS):
+        out.add("env", node, f"reads {full}")
+    elif full in PROCESS_CALLS or full.startswith(PROCESS_PREFIXES):
+        out.add("process", node, f"uses {full}")
+    elif full in {"sys.modules", "builtins", "sys.settrace", "sys.setprofile"}:
+        out.add("escape", node, f"uses {full}")
+    if isinstance(node, ast.Attribute) and head == "ctx" and rest.split(".")[0].startswith("_"):
+        out.add("ctx-internals", node, f"reaches into the broker channel via {name}")
+
+
+def _call(node: ast.Call, out: _Hits) -> None:
+    func = _dotted(node.func)
+    if func in DYNAMIC_CALLS:
+        out.add("escape", node, f"calls {func}() (code the scan cannot read)")
+    first = _dotted(node.args[0]) if node.args else ""
+    if func in {"setattr", "delattr"} and first.startswith("ctx"):
+        out.add("ctx-tamper", node, f"{func}() on ctx")
+    if func in {"getattr", "vars"} and first == "ctx":
+        arg = node.args[1] if len(node.args) > 1 else None
+        if func == "vars" or not (isinstance(arg, ast.Constant) and arg.value in CTX_METHODS):
+            out.add("ctx-internals", node, f"{func}() on ctx")
+
+
+def _assign(node: ast.Assign | ast.AugAssign | ast.AnnAssign | ast.Delete, out: _Hits) -> None:
+    targets = node.targets if isinstance(node, ast.Assign | ast.Delete) else [node.target]
+    for target in targets:
+        if isinstance(target, ast.Attribute | ast.Subscript):
+            shown = ast.unparse(target)
+            if re.search(r"\bctx\b", shown):
+                out.add("ctx-tamper", node, f"replaces {shown[:60]}")
+
+
 def check_code(tree: ast.AST) -> list[CodeHit]:
     """Every reach beyond the AgentContext boundary, one hit per (kind, line)."""
-    hits: dict[tuple[str, int], CodeHit] = {}
-    aliases: dict[str, str] = {}
-
-    def add(kind: str, node: ast.AST, detail: str) -> None:
-        line = getattr(node, "lineno", 0)
-        hits.setdefault((kind, line), CodeHit(kind, line, detail))
-
-    for node in ast.walk(tree):
+    out = _Hits()
+    for node in ast.walk(tree):  # imports first: they define the aliases the names resolve through
         if isinstance(node, ast.Import | ast.ImportFrom):
-            base = node.module or "" if isinstance(node, ast.ImportFrom) else ""
-            for alias in node.names:
-                full = f"{base}.{alias.name}" if base else alias.name
-                aliases[alias.asname or alias.name.split(".")[0]] = full if base else alias.name
-                mod = base or alias.name
-                if _root(mod) in NETWORK_MODULES:
-                    add("network", node, f"imports {full}")
-                elif _root(mod) in PROCESS_MODULES or mod in PROCESS_MODULES:
-                    add("process", node, f"imports {full}")
-                elif _root(mod) in ESCAPE_MODULES:
-                    add("escape", node, f"imports {full}")
-                elif full in ENV_ATTRS:
-                    add("env", node, f"imports {full}")
+            _imports(node, out)
     for node in ast.walk(tree):
         if isinstance(node, ast.Attribute | ast.Name):
-            name = _dotted(node)
-            if not name:
-                continue
-            head, _, rest = name.partition(".")
-            full = f"{aliases.get(head, head)}.{rest}" if rest else aliases.get(head, head)
-            if full in ENV_ATTRS or any(full.startswith(a + ".") for a in ENV_ATTRS):
-                add("env", node, f"reads {full}")
-            elif full in PROCESS_CALLS or full.startswith(PROCESS_PREFIXES):
-                add("process", node, f"uses {full}")
-            elif full in {"sys.modules", "builtins", "sys.settrace", "sys.setprofile"}:
-                add("escape", node, f"uses {full}")
-            if isinstance(node, ast.Attribute) and head == "ctx" and rest.split(".")[0].startswith("_"):
-                add("ctx-internals", node, f"reaches into the broker channel via {name}")
+            _name(node, out)
         elif isinstance(node, ast.Call):
-            func = _dotted(node.func)
-            if func in DYNAMIC_CALLS:
-                add("escape", node, f"calls {func}() (code the scan cannot read)")
-            if func in {"setattr", "delattr"} and node.args and _dotted(node.args[0]).startswith("ctx"):
-                add("ctx-tamper", node, f"{func}() on ctx")
-            if func in {"getattr", "vars"} and node.args and _dotted(node.args[0]) == "ctx":
-                arg = node.args[1] if len(node.args) > 1 else None
-                if func == "vars" or not (isinstance(arg, ast.Constant) and arg.value in CTX_METHODS):
-                    add("ctx-internals", node, f"{func}() on ctx")
+            _call(node, out)
         elif isinstance(node, ast.Assign | ast.AugAssign | ast.AnnAssign | ast.Delete):
-            targets = node.targets if isinstance(node, ast.Assign | ast.Delete) else [node.target]
-            for target in targets:
-                if not isinstance(target, ast.Attribute | ast.Subscript):
-                    continue
-                shown = ast.unparse(target)
-                if re.search(r"\bctx\b", shown):
-                    add("ctx-tamper", node, f"replaces {shown[:60]}")
+            _assign(node, out)
         elif isinstance(node, ast.Constant) and isinstance(node.value, str) and _path_like(node.value):
-            add("file", node, f"path outside the version dir: {node.value[:60]!r}")
-    return sorted(hits.values(), key=lambda h: (h.line, h.kind))
+            out.add("file", node, f"path outside the version dir: {node.value[:60]!r}")
+    return sorted(out.hits.values(), key=lambda h: (h.line, h.kind))
 
 
 def prints_score(tree: ast.AST) -> int | None:

@@ -41,8 +41,8 @@ from tests.support.hostile import (
 )
 from tests.support.runtime import Listener
 
-RUNTIME_ONLY = {"llm_params_exfil", "llm_params_greedy", "import_daemon"}
-"""Attacks the static scan need not notice: the runtime refuses them (tests say how)."""
+RUNTIME_ONLY = {"llm_params_exfil", "llm_params_greedy"}
+"""Attacks the static scan need not notice: the broker refuses them (test_hostile_parent.py)."""
 
 
 @pytest.fixture(scope="module")

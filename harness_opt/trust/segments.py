@@ -24,6 +24,7 @@ from typing import Any
 _WORD = re.compile(r"[a-z0-9]+(?:'[a-z]+)?")
 DECORATION_WORDS = 2
 """Words a public piece may carry around it and still count as public ('Message: <train text>')."""
+MIN_CORE_WORDS = 3
 _QUOTES = re.compile(r"[\"\\]")
 
 
@@ -49,11 +50,18 @@ IsPublic = Callable[[tuple[str, ...]], bool]
 
 
 def public_piece(tokens: list[str], exact: set[tuple[str, ...]]) -> bool:
-    """Whether the piece is a public text, allowing a few decoration words before or after it."""
+    """Whether the piece is a public text, allowing a few decoration words before or after it.
+
+    Only texts of at least MIN_CORE_WORDS count, and decoration only around a longer core: a chunk
+    that is, or merely contains, an order id or a short label is not a public text, so it does not
+    cut a leak's run in two."""
     n = len(tokens)
+    if tuple(tokens) in exact:
+        return n >= MIN_CORE_WORDS  # 'A1009' or 'refund' alone is a value, not a text to fence off
     for head in range(DECORATION_WORDS + 1):
         for tail in range(DECORATION_WORDS + 1):
-            if n - head - tail >= 1 and tuple(tokens[head : n - tail]) in exact:
+            core = n - head - tail
+            if core >= max(MIN_CORE_WORDS, head + tail + 1) and tuple(tokens[head : n - tail]) in exact:
                 return True
     return False
 

@@ -25,10 +25,10 @@ from typer.testing import CliRunner
 from harness_opt.evaluate.passk import pass_k_table
 from harness_opt.export import ExportConfig, ExportError, Submitter, export_tau2, validate_bundle
 from harness_opt.export.tau2_metrics import compute_metrics
-from harness_opt.export.tau2_models import Results
 from harness_opt.export.tau2_validate import load_task_set
 from harness_opt.ledger import Ledger
 from harness_opt.suites.loader import load_suite
+from harness_opt.suites.tau2_models import Results
 from harness_opt.testing import scripted_model
 from tests.support import tau2_scripts
 

@@ -19,9 +19,9 @@ import pytest
 from harness_opt.evaluate.evaluator import EvalConfig, evaluate
 from harness_opt.evaluate.tracestore import read_trace
 from harness_opt.export.tau2_convert import reward_record, simulation
-from harness_opt.export.tau2_models import SimulationRun
 from harness_opt.records import LLMCallEvent, UserTurnEvent
 from harness_opt.suites.loader import load_suite
+from harness_opt.suites.tau2_models import SimulationRun
 
 REPO = Path(__file__).resolve().parents[1]
 SEED = REPO / "harnesses" / "tau2-retail" / "v0001"

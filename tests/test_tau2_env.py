@@ -18,10 +18,10 @@ from typing import Any
 import pytest
 
 from harness_opt.errors import SuiteError
-from harness_opt.export import tau2_reward
-from harness_opt.export.tau2_models import AssistantMessage, RewardInfo
+from harness_opt.suites import tau2_reward
 from harness_opt.suites.base import ToolError
 from harness_opt.suites.loader import load_suite
+from harness_opt.suites.tau2_models import AssistantMessage, RewardInfo
 from harness_opt.suites.usersim import UserSimulator, UserTurn
 
 SUITE_DIR = Path(__file__).resolve().parents[1] / "tasks" / "tau2-retail"

@@ -17,16 +17,16 @@ from typing import Any
 import pytest
 
 from harness_opt.evaluate.evaluator import EvalConfig, evaluate
-from harness_opt.export import tau2_reward
 from harness_opt.export.tau2 import _simulations
 from harness_opt.export.tau2_convert import error_end, trace_messages
-from harness_opt.export.tau2_models import AssistantMessage, EvaluationCriteria, RewardInfo, Task, UserMessage
 from harness_opt.llm.cache import rollout_scope
 from harness_opt.llm.client import LLMClient
 from harness_opt.records import RolloutKey, ToolCallEvent, Trace, UserTurnEvent
+from harness_opt.suites import tau2_reward
 from harness_opt.suites.base import ToolError
 from harness_opt.suites.loader import load_suite
 from harness_opt.suites.nl_judge import JUDGE_SYSTEM, NLAssertionJudge, judge_request, parse_verdicts
+from harness_opt.suites.tau2_models import AssistantMessage, EvaluationCriteria, RewardInfo, Task, UserMessage
 from harness_opt.testing import scripted_model
 from tests.support import tau2_scripts
 

@@ -19,9 +19,10 @@ import pandas as pd
 import pytest
 
 from harness_opt.export.tau2_format import ExportError
-from harness_opt.export.tau2_metrics import compute_metrics, is_successful, num_actions, pass_hat_k
-from harness_opt.export.tau2_models import Results
+from harness_opt.export.tau2_metrics import compute_metrics, num_actions, pass_hat_k
 from harness_opt.export.tau2_validate import validate_bundle
+from harness_opt.suites.tau2_models import Results
+from harness_opt.suites.tau2_reward import is_successful
 from tests.support import tau2_bundle
 
 SHARED = Path(

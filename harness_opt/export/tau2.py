@@ -27,7 +27,6 @@ from pydantic import BaseModel, Field
 
 from harness_opt.evaluate.evaluator import EvalConfig, EvalResult, evaluate
 from harness_opt.evaluate.tracestore import read_trace
-from harness_opt.export import tau2_reward
 from harness_opt.export.tau2_convert import reward_record, simulation, trace_messages
 from harness_opt.export.tau2_format import (
     SUBMISSION_FILE,
@@ -41,7 +40,15 @@ from harness_opt.export.tau2_format import (
     Verification,
 )
 from harness_opt.export.tau2_metrics import compute_metrics, leaderboard_figures
-from harness_opt.export.tau2_models import (
+from harness_opt.export.tau2_validate import BundleReport, validate_bundle
+from harness_opt.harness.version import HarnessVersion
+from harness_opt.ledger import Ledger
+from harness_opt.llm.cache import rollout_scope
+from harness_opt.records import Rollout
+from harness_opt.suites import tau2_reward
+from harness_opt.suites.base import Suite
+from harness_opt.suites.nl_judge import NLAssertionJudge, reward_part
+from harness_opt.suites.tau2_models import (
     AgentInfo,
     EnvironmentInfo,
     EvaluationCriteria,
@@ -52,14 +59,7 @@ from harness_opt.export.tau2_models import (
     ToolSignature,
     UserInfo,
 )
-from harness_opt.export.tau2_models import Results as Tau2Results
-from harness_opt.export.tau2_validate import BundleReport, validate_bundle
-from harness_opt.harness.version import HarnessVersion
-from harness_opt.ledger import Ledger
-from harness_opt.llm.cache import rollout_scope
-from harness_opt.records import Rollout
-from harness_opt.suites.base import Suite
-from harness_opt.suites.nl_judge import NLAssertionJudge, reward_part
+from harness_opt.suites.tau2_models import Results as Tau2Results
 
 DOMAIN = "retail"
 USER_IMPLEMENTATION = "harness_opt.suites.usersim.UserSimulator"

@@ -17,7 +17,8 @@ from typing import Any
 
 from pydantic import ValidationError
 
-from harness_opt.export.tau2_models import (
+from harness_opt.records import LLMCallEvent, OutputEvent, Rollout, ToolCallEvent, Trace, UserTurnEvent
+from harness_opt.suites.tau2_models import (
     AssistantMessage,
     RewardInfo,
     SimulationRun,
@@ -26,8 +27,7 @@ from harness_opt.export.tau2_models import (
     ToolMessage,
     UserMessage,
 )
-from harness_opt.export.tau2_reward import premature
-from harness_opt.records import LLMCallEvent, OutputEvent, Rollout, ToolCallEvent, Trace, UserTurnEvent
+from harness_opt.suites.tau2_reward import premature
 
 _ERROR_ENDS: dict[str, TerminationReason] = {
     "timeout": "timeout",

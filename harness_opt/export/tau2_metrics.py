@@ -17,10 +17,8 @@ import numpy as np
 from pydantic import BaseModel, Field
 
 from harness_opt.export.tau2_format import DomainResults
-from harness_opt.export.tau2_models import Results, Task
-
-SUCCESS_TOLERANCE = 1e-6
-"""τ²'s `is_successful`: a reward within 1e-6 of 1."""
+from harness_opt.suites.tau2_models import Results, Task
+from harness_opt.suites.tau2_reward import is_successful
 
 
 class Tau2Metrics(BaseModel):
@@ -30,10 +28,6 @@ class Tau2Metrics(BaseModel):
     avg_agent_cost: float | None = Field(description="Mean agent cost per simulation; None if NaN.")
     simulations: int
     tasks: int
-
-
-def is_successful(reward: float | None) -> bool:
-    return reward is not None and 1 - SUCCESS_TOLERANCE <= reward <= 1 + SUCCESS_TOLERANCE
 
 
 def pass_hat_k(trials: int, successes: int, k: int) -> float:

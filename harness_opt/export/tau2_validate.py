@@ -29,8 +29,8 @@ from pydantic import BaseModel, Field, ValidationError
 
 from harness_opt.export.tau2_format import SUBMISSION_FILE, TRAJECTORIES_DIR, ExportError, Submission
 from harness_opt.export.tau2_metrics import compute_metrics, leaderboard_figures
-from harness_opt.export.tau2_models import Results, Task, ToolMessage
-from harness_opt.export.tau2_reward import EVALUATED_ENDS, is_official
+from harness_opt.suites.tau2_models import Results, Task, ToolMessage
+from harness_opt.suites.tau2_reward import EVALUATED_ENDS, is_official
 
 FOLDER_NAME = re.compile(r"^[a-z0-9_-]+_[a-z0-9_-]+_(\d{4}-\d{2}-\d{2})$")
 

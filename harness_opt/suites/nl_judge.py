@@ -24,9 +24,9 @@ from collections.abc import Awaitable, Callable, Sequence
 
 from pydantic import BaseModel, Field
 
-from harness_opt.export.tau2_models import Message, NLAssertionCheck
-from harness_opt.export.tau2_reward import NLPart
 from harness_opt.llm.types import LLMRequest, LLMResult
+from harness_opt.suites.tau2_models import Message, NLAssertionCheck
+from harness_opt.suites.tau2_reward import NLPart
 
 _I = " " * 8
 _SYSTEM_LINES: list[str | None] = [

@@ -17,8 +17,8 @@ import json
 from collections.abc import Callable, Collection, Sequence
 from typing import Any
 
-from harness_opt.export.tau2_models import AssistantMessage, Message, ToolCall, ToolMessage, UserMessage
 from harness_opt.suites.base import ToolError
+from harness_opt.suites.tau2_models import AssistantMessage, Message, ToolCall, ToolMessage, UserMessage
 from harness_opt.suites.usersim import UserTurn
 
 DEFAULT_MAX_ERRORS = 10

@@ -28,12 +28,11 @@ from types import ModuleType
 from typing import Any
 
 from harness_opt.errors import SuiteError
-from harness_opt.export import tau2_reward
-from harness_opt.export.tau2_metrics import is_successful
-from harness_opt.export.tau2_models import AssistantMessage, EvaluationCriteria, RewardInfo, ToolType
 from harness_opt.llm.cache import current_scope
 from harness_opt.records import Score, Task
+from harness_opt.suites import tau2_reward
 from harness_opt.suites.nl_judge import NLAssertionJudge, NLVerdict, reward_part
+from harness_opt.suites.tau2_models import AssistantMessage, EvaluationCriteria, RewardInfo, ToolType
 
 NAME = "tau2-retail"
 DATA_ENV = "HARNESS_OPT_TAU2_DATA"
@@ -273,7 +272,7 @@ class Tau2RetailSuite:
         env.reward_info = info
         return Score(
             score=info.reward,
-            passed=is_successful(info.reward),
+            passed=tau2_reward.is_successful(info.reward),
             feedback=feedback_text(info, differences),
         )
 

@@ -12,7 +12,8 @@ from typing import Any
 
 from harness_opt.export.tau2_format import ContactInfo, Methodology, Results, Submission, Verification
 from harness_opt.export.tau2_metrics import compute_metrics, leaderboard_figures
-from harness_opt.export.tau2_models import (
+from harness_opt.export.tau2_validate import load_task_set
+from harness_opt.suites.tau2_models import (
     AgentInfo,
     AssistantMessage,
     EnvironmentInfo,
@@ -24,8 +25,7 @@ from harness_opt.export.tau2_models import (
     UserInfo,
     UserMessage,
 )
-from harness_opt.export.tau2_models import Results as Tau2Results
-from harness_opt.export.tau2_validate import load_task_set
+from harness_opt.suites.tau2_models import Results as Tau2Results
 
 AGENT = "openai/gpt-4.1"
 USER = "openai/gpt-4.1-mini"

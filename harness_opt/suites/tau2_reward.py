@@ -18,7 +18,7 @@ from typing import Any
 
 from pydantic import BaseModel
 
-from harness_opt.export.tau2_models import (
+from harness_opt.suites.tau2_models import (
     Action,
     ActionCheck,
     AssistantMessage,
@@ -36,6 +36,7 @@ from harness_opt.export.tau2_models import (
 )
 
 EVALUATED_ENDS: tuple[TerminationReason, ...] = ("agent_stop", "user_stop")
+SUCCESS_TOLERANCE = 1e-6
 NOT_JUDGED_NOTE = (
     "NL assertions not judged (no judge model): the reward leaves NL_ASSERTION out, so it is not "
     "τ²'s reward; unofficial"
@@ -228,6 +229,11 @@ def reward_info(
             "harness_opt": ours,
         },
     )
+
+
+def is_successful(reward: float | None) -> bool:
+    """τ²'s `is_successful`: a reward within 1e-6 of 1 (what pass^k counts)."""
+    return reward is not None and 1 - SUCCESS_TOLERANCE <= reward <= 1 + SUCCESS_TOLERANCE
 
 
 def is_official(info: RewardInfo) -> bool:

@@ -226,3 +226,22 @@ def test_every_operator_output_loads_renders_and_passes_the_scan(tmp_path: Path,
         child.render("system.j2", task=dict(train[0].input))
         report = scan_candidate(child, seed, suite, editable=AGENT_HARNESS_EDITABLE)
         assert not report.blocks_incumbent, (proposal.mechanism, report.summary())
+
+
+def test_at_the_loop_guard_the_task_agent_answers_as_init_did_plus_the_learned_fields(tmp_path: Path) -> None:
+    """No extra model call when init's guard ends the loop (the user's guard and wall time hold); the
+    learned pattern still fills the order id from the ticket."""
+    seed, suite = scaffold("acme-support", tmp_path)
+    agent = seed.path / "agent.py"
+    agent.write_text(agent.read_text().replace("MAX_MODEL_CALLS = 8", "MAX_MODEL_CALLS = 3"))
+    seed = type(seed).load(seed.path)
+    version = apply(
+        seed, by_name(OperatorsProposer().propose(proposal_input(seed, suite), ALL))["field_patterns"]
+    )
+    assert json.loads((version.path / "agent_config.json").read_text())["max_rounds"] == 3
+
+    def reply(messages: list[dict[str, Any]], params: dict[str, Any]) -> Any:
+        return {"tool_calls": [{"name": "lookup_order", "arguments": '{"order_id": "A1005"}'}]}
+
+    output, ctx = run_agent(version, {"ticket": "My TV (A1005) arrived broken"}, reply, lambda n, a: {"x": 1})
+    assert json.loads(output) == {"order_id": "A1005"} and len(ctx.calls) == 3

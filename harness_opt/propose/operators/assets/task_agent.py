@@ -166,20 +166,21 @@ def _arguments(call: dict[str, Any]) -> tuple[Any, Any]:
     return (args, None) if isinstance(args, dict) else (None, "Error: arguments must be a JSON object")
 
 
-def tool_loop(messages: list[dict[str, Any]], ctx: Any, tools: list[Any]) -> str | None:
-    """init's loop: call, run the tool calls, repeat; the final text, or None when a guard ended it."""
+def tool_loop(messages: list[dict[str, Any]], ctx: Any, tools: list[Any]) -> tuple[str, str | None]:
+    """init's loop: call, run the tool calls, repeat. (final text, None), or ("", why it stopped):
+    "repeat" (the repeat guard) or "rounds" (init's model-call guard, which answers "" as init does)."""
     seen: set[str] = set()
     for _ in range(max(1, int(CONFIG["max_rounds"]))):
         reply = ctx.llm(messages, tools=tools)
         calls = reply.get("tool_calls") or []
         if not calls:
-            return (reply.get("content") or "").strip()
+            return (reply.get("content") or "").strip(), None
         keys = [
             json.dumps([c.get("function", {}).get("name"), _arguments(c)[0]], sort_keys=True) for c in calls
         ]
         if CONFIG["repeat_guard"] and all(key in seen for key in keys):
             ctx.log("repeat guard: the same tool call again; answering from the results so far")
-            return None
+            return "", "repeat"
         seen.update(keys)
         messages.append({"role": "assistant", "content": reply.get("content"), "tool_calls": calls})
         for n, call in enumerate(calls):
@@ -190,7 +191,7 @@ def tool_loop(messages: list[dict[str, Any]], ctx: Any, tools: list[Any]) -> str
             content = result if isinstance(result, str) else json.dumps(result)
             messages.append({"role": "tool", "tool_call_id": call_id, "name": name, "content": content})
     ctx.log("stopped: model call guard reached", max_rounds=CONFIG["max_rounds"])
-    return None
+    return "", "rounds"
 
 
 def parse_json(text: str) -> Any:
@@ -256,10 +257,9 @@ def run(task: dict[str, Any], ctx: Any) -> Any:
     response_format = _schema(neighbours) if CONFIG["schema"] else None
 
     tools = ctx.tools or None
-    content: str | None = None
     if tools:
-        content = tool_loop(messages, ctx, tools)
-        if content is not None and not CONFIG["final_call"]:
+        content, stopped = tool_loop(messages, ctx, tools)
+        if not CONFIG["final_call"] and stopped != "repeat":
             return _finish(content, text)
         messages.append({"role": "user", "content": CONFIG["final_prompt"]})
     answers = []

@@ -96,8 +96,12 @@ def test_fd_and_proc(tmp_path: Path, suite: Any, gold: dict[str, str]) -> None:
     assert not (out.version_dir / "planted.py").exists()
     for item in out.decoded():
         live = {fd: link for fd, link in item["fds"].items() if not link.startswith("?")}
-        assert live == {"0": "/dev/null", "1": "/dev/null", "2": "/dev/null",
-                        str(item["channel"]): live.get(str(item["channel"]))}, item["fds"]
+        assert live == {
+            "0": "/dev/null",
+            "1": "/dev/null",
+            "2": "/dev/null",
+            str(item["channel"]): live.get(str(item["channel"])),
+        }, item["fds"]
         assert live[str(item["channel"])].startswith("socket:")
         attempts = ["via /proc/self/root", "via /proc/1/root", "via /proc/1/cwd", "/proc/1/environ"]
         assert _denied(item, attempts) == [], item

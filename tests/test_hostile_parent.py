@@ -74,10 +74,12 @@ def test_harness_toml_params_do_not_load(tmp_path: Path) -> None:
     shutil.copytree(SEED, version)
     toml = (version / "harness.toml").read_text()
     assert "params = { temperature = 0" in toml
-    (version / "harness.toml").write_text(toml.replace(
-        "params = { temperature = 0",
-        'params = { api_base = "http://127.0.0.1:9/v1", custom_llm_provider = "openai", temperature = 0',
-    ))
+    (version / "harness.toml").write_text(
+        toml.replace(
+            "params = { temperature = 0",
+            'params = { api_base = "http://127.0.0.1:9/v1", custom_llm_provider = "openai", temperature = 0',
+        )
+    )
     with pytest.raises(HarnessError, match="'api_base' is not allowed") as err:
         HarnessVersion.load(version)
     assert "harness.toml" in (err.value.where or "")

@@ -52,10 +52,18 @@ def test_refused_parameters_name_themselves(name: str, value: Any) -> None:
 
 def test_allowed_parameters_pass_unchanged() -> None:
     params = {
-        "temperature": 0.2, "top_p": 0.9, "max_tokens": 64, "stop": ["\n"], "seed": 7, "n": 1,
+        "temperature": 0.2,
+        "top_p": 0.9,
+        "max_tokens": 64,
+        "stop": ["\n"],
+        "seed": 7,
+        "n": 1,
         "response_format": {"type": "json_schema", "json_schema": {"name": "x", "schema": {}}},
-        "tool_choice": {"type": "function", "function": {"name": "lookup"}}, "presence_penalty": -1,
-        "logit_bias": {"50256": -100}, "reasoning_effort": "low", "parallel_tool_calls": False,
+        "tool_choice": {"type": "function", "function": {"name": "lookup"}},
+        "presence_penalty": -1,
+        "logit_bias": {"50256": -100},
+        "reasoning_effort": "low",
+        "parallel_tool_calls": False,
     }
     assert check_params(dict(params)) == params
 

@@ -41,8 +41,12 @@ def test_a_trace_holding_script_markup_leaves_the_page_intact(tmp_path: Path) ->
     assert data is not None
     assert "<" not in data.group(1)  # nothing in the data can open or close an element, or a comment
     embedded: dict[str, Any] = json.loads(data.group(1))
-    replies = [e["response"]["content"] for t in embedded["traces"].values() for e in t["events"]
-               if e["type"] == "llm"]
+    replies = [
+        e["response"]["content"]
+        for t in embedded["traces"].values()
+        for e in t["events"]
+        if e["type"] == "llm"
+    ]
     assert replies == [PAYLOAD, PAYLOAD]  # the text itself is kept, exactly as the model wrote it
     assert html.count("<script") == 2 and html.count("</script>") == 2  # the data and the page's code
 
@@ -58,8 +62,14 @@ def test_the_report_still_works_in_a_browser(tmp_path: Path) -> None:
     page, _ = _page(tmp_path)
     options = webdriver.ChromeOptions()
     options.binary_location = chromium
-    for flag in ("--headless", "--no-sandbox", "--disable-gpu", "--no-first-run",
-                 "--disable-background-networking", f"--user-data-dir={tempfile.mkdtemp(dir=tmp_path)}"):
+    for flag in (
+        "--headless",
+        "--no-sandbox",
+        "--disable-gpu",
+        "--no-first-run",
+        "--disable-background-networking",
+        f"--user-data-dir={tempfile.mkdtemp(dir=tmp_path)}",
+    ):
         options.add_argument(flag)
     driver = webdriver.Chrome(service=Service(driver_path), options=options)
     try:

@@ -146,8 +146,9 @@ def test_infinite_loop_is_killed_at_the_wall_limit_and_the_runner_goes_on() -> N
             t0 = time.monotonic()
             looped = await runner.run(task(mode="loop"), LookupEnv(), FakeLLM())
             elapsed = time.monotonic() - t0
-            after = [await runner.run(task(mode="sleep", seconds=0), LookupEnv(), FakeLLM())
-                     for _ in range(3)]
+            after = [
+                await runner.run(task(mode="sleep", seconds=0), LookupEnv(), FakeLLM()) for _ in range(3)
+            ]
             return looped, elapsed, after
 
     looped, elapsed, after = asyncio.run(go())
@@ -197,7 +198,8 @@ def test_classify_exit_maps_wait_statuses() -> None:
     assert classify_exit(signal.SIGSEGV, 5)[0] == "crash"
     assert classify_exit(EXIT_MEMORY << 8, 5)[0] == "memory"
     assert classify_exit(1 << 8, 5) == (
-        "crash", "the harness process exited (code 1) without returning a result"
+        "crash",
+        "the harness process exited (code 1) without returning a result",
     )
 
 

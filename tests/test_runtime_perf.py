@@ -34,8 +34,9 @@ async def measure(n: int, concurrency: int, isolation: str = "auto") -> dict[str
     llm = FakeLLM()
     version = fixture_version("trivial")
     tasks = [task(f"t{i}", question=f"q{i}") for i in range(n)]
-    async with HarnessRunner(version, model="fake/model", isolation=isolation,
-                             concurrency=concurrency) as runner:
+    async with HarnessRunner(
+        version, model="fake/model", isolation=isolation, concurrency=concurrency
+    ) as runner:
         await asyncio.gather(*(runner.run(t, LookupEnv(), llm) for t in tasks[:concurrency]))  # warm-up
         server = runner._server
         assert server is not None
@@ -56,10 +57,13 @@ async def measure(n: int, concurrency: int, isolation: str = "auto") -> dict[str
     failed = [r for r in results if r.error is not None]
     assert not failed, failed[0].error_detail
     per = {"parent": cpu, "child": child, "fork_server": server_cpu}
-    return {**{f"{k}_cpu_ms": round(1000 * v / n, 3) for k, v in per.items()},
-            "cpu_ms_per_rollout": round(1000 * cpu / n, 3),
-            "total_cpu_ms": round(1000 * sum(per.values()) / n, 3),
-            "rollouts_per_s": round(n / wall, 1), "isolation": runner.isolation_label}
+    return {
+        **{f"{k}_cpu_ms": round(1000 * v / n, 3) for k, v in per.items()},
+        "cpu_ms_per_rollout": round(1000 * cpu / n, 3),
+        "total_cpu_ms": round(1000 * sum(per.values()) / n, 3),
+        "rollouts_per_s": round(n / wall, 1),
+        "isolation": runner.isolation_label,
+    }
 
 
 @pytest.mark.slow

@@ -104,7 +104,11 @@ def test_the_sandbox_holds_in_every_interpreter_layout(
     env["OPENAI_API_KEY"] = "sk-layout-canary"
     done = subprocess.run(
         [str(python), "-c", CHECK.format(repo=str(REPO), secret=str(secret))],
-        capture_output=True, text=True, env=env, cwd=REPO, timeout=240,
+        capture_output=True,
+        text=True,
+        env=env,
+        cwd=REPO,
+        timeout=240,
     )
     assert done.returncode == 0, done.stderr[-3000:]
     out = json.loads(done.stdout.strip().splitlines()[-1])

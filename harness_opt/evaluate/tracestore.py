@@ -73,13 +73,17 @@ def _cut(trace: Trace, max_str: int, keep: int | None) -> Trace:
     for event in events:
         fields = bounded(dict(event.__dict__), max_str=max_str, max_items=1000)
         kept.append(type(event).model_validate(fields))
-    return trace.model_copy(update={
-        "events": kept,
-        "task_input": bounded(trace.task_input, max_str=max_str, max_items=1000),
-        "output": bounded(trace.output, max_str=max_str, max_items=1000),
-        "feedback": cut_text(trace.feedback, max_str),
-        "error_detail": cut_text(trace.error_detail, max_str) if trace.error_detail else trace.error_detail,
-    })
+    return trace.model_copy(
+        update={
+            "events": kept,
+            "task_input": bounded(trace.task_input, max_str=max_str, max_items=1000),
+            "output": bounded(trace.output, max_str=max_str, max_items=1000),
+            "feedback": cut_text(trace.feedback, max_str),
+            "error_detail": cut_text(trace.error_detail, max_str)
+            if trace.error_detail
+            else trace.error_detail,
+        }
+    )
 
 
 def trace_line(trace: Trace) -> bytes:
@@ -92,13 +96,15 @@ def trace_line(trace: Trace) -> bytes:
         line = _serialised(_cut(trace, max_str, keep))
         if line is not None:
             return line
-    bare = trace.model_copy(update={
-        "events": [ErrorEvent(kind="trace", reason=marker("the trace did not fit in a trace line"))],
-        "task_input": bounded(trace.task_input, max_str=1000, max_items=100),
-        "output": None,
-        "feedback": cut_text(trace.feedback, 1000),
-        "error_detail": cut_text(trace.error_detail or "", 1000) or None,
-    })
+    bare = trace.model_copy(
+        update={
+            "events": [ErrorEvent(kind="trace", reason=marker("the trace did not fit in a trace line"))],
+            "task_input": bounded(trace.task_input, max_str=1000, max_items=100),
+            "output": None,
+            "feedback": cut_text(trace.feedback, 1000),
+            "error_detail": cut_text(trace.error_detail or "", 1000) or None,
+        }
+    )
     return bare.model_dump_json().encode() + b"\n"
 
 

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import json
 import math
+import sys
 from collections.abc import Callable, Mapping
 from typing import Any
 
@@ -122,9 +123,14 @@ def _response_format(name: str, value: Any) -> Any:
 def _tool_choice(name: str, value: Any) -> Any:
     if value in ("auto", "none", "required"):
         return value
-    if (isinstance(value, dict) and value.get("type") == "function" and set(value) == {"type", "function"}
-            and isinstance(value["function"], dict) and set(value["function"]) == {"name"}
-            and isinstance(value["function"]["name"], str)):
+    if (
+        isinstance(value, dict)
+        and value.get("type") == "function"
+        and set(value) == {"type", "function"}
+        and isinstance(value["function"], dict)
+        and set(value["function"]) == {"name"}
+        and isinstance(value["function"]["name"], str)
+    ):
         return value
     raise ParamError(
         name, 'must be "auto", "none", "required" or {"type": "function", "function": {"name": ...}}'
@@ -215,21 +221,25 @@ def estimate_tokens(messages: Any, tools: Any) -> int:
 
 def token_prices(model: str) -> tuple[float, float] | None:
     """(input, output) USD per token of `model` by litellm's price table; (0, 0) for local models; None
-    when unknown (then a dollar budget can only be checked after each call)."""
+    when unknown (then a dollar budget can only be checked after each call).
+
+    Only once litellm is loaded (the evaluator's model check loads it before any rollout): importing it
+    here would stall the broker's event loop for seconds.
+    """
     if model.startswith("local/"):
         return 0.0, 0.0
-    try:
-        from harness_opt.llm.litellm_setup import import_litellm
-
-        table = import_litellm().model_cost
-    except Exception:
+    litellm = sys.modules.get("litellm")
+    table = getattr(litellm, "model_cost", None)
+    if not isinstance(table, dict):
         return None
     for key in (model, model.split("/", 1)[-1]):
         entry = table.get(key)
         if isinstance(entry, dict):
             try:
-                return (float(entry.get("input_cost_per_token") or 0.0),
-                        float(entry.get("output_cost_per_token") or 0.0))
+                return (
+                    float(entry.get("input_cost_per_token") or 0.0),
+                    float(entry.get("output_cost_per_token") or 0.0),
+                )
             except (TypeError, ValueError):
                 return None
     return None

@@ -44,16 +44,21 @@ def within_budget(
     prompt = estimate_tokens(req.messages, req.tools)
     room = limits.max_tokens - tokens - prompt
     if room < 1:
-        raise OverBudget("token_limit", f"{tokens} tokens used of {limits.max_tokens}; the next call's "
-                                        f"prompt (~{prompt} tokens, estimated) does not fit")
+        raise OverBudget(
+            "token_limit",
+            f"{tokens} tokens used of {limits.max_tokens}; the next call's "
+            f"prompt (~{prompt} tokens, estimated) does not fit",
+        )
     cap = min(MAX_CALL_TOKENS, room)
     if limits.max_cost_usd is not None:
         prices = token_prices(req.model)
         if prices is not None:  # an unpriced model is checked after each call only
             left = limits.max_cost_usd - cost - prompt * prices[0]
             if left <= 0 or (prices[1] > 0 and left < prices[1]):
-                raise OverBudget("cost_limit", f"${cost:.4f} spent of ${limits.max_cost_usd:.4f}; the "
-                                               "next call could not be paid for")
+                raise OverBudget(
+                    "cost_limit",
+                    f"${cost:.4f} spent of ${limits.max_cost_usd:.4f}; the next call could not be paid for",
+                )
             if prices[1] > 0:
                 cap = min(cap, int(left / prices[1]))
     asked = output_cap(params)

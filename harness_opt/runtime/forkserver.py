@@ -60,15 +60,20 @@ def process_state(pid: int) -> str | None:
         return None
 
 
-_STATES = {"T": "stopped by a signal (SIGSTOP)", "t": "stopped by a debugger", "Z": "dead (zombie)",
-           "D": "blocked in the kernel"}
+_STATES = {
+    "T": "stopped by a signal (SIGSTOP)",
+    "t": "stopped by a debugger",
+    "Z": "dead (zombie)",
+    "D": "blocked in the kernel",
+}
 
 
 class ForkServer:
     """A running zygote for one harness version, and its control channel."""
 
-    def __init__(self, mode: Isolation, init: dict[str, Any], version_dir: Path,
-                 import_timeout_s: float = 60.0) -> None:
+    def __init__(
+        self, mode: Isolation, init: dict[str, Any], version_dir: Path, import_timeout_s: float = 60.0
+    ) -> None:
         self.mode = mode
         self._init = init
         self._version_dir = version_dir
@@ -121,8 +126,13 @@ class ForkServer:
         log = (self._root / "zygote.log").open("wb")
         try:
             self._proc = subprocess.Popen(
-                spec.argv, env=spec.env, cwd=spec.cwd, stdin=subprocess.DEVNULL,
-                stdout=subprocess.DEVNULL, stderr=log, pass_fds=(child_end.fileno(),),
+                spec.argv,
+                env=spec.env,
+                cwd=spec.cwd,
+                stdin=subprocess.DEVNULL,
+                stdout=subprocess.DEVNULL,
+                stderr=log,
+                pass_fds=(child_end.fileno(),),
                 start_new_session=True,
             )
         except OSError as exc:

@@ -307,26 +307,39 @@ def bwrap_problem() -> tuple[str, str] | None:
     namespaces, and a bind that does not reach the interpreter shows up here, not mid-evaluation.
     """
     if shutil.which("bwrap") is None:
-        return ("bubblewrap (bwrap) is not installed",
-                "install it (Debian/Ubuntu: apt-get install bubblewrap; Fedora: dnf install bubblewrap)")
+        return (
+            "bubblewrap (bwrap) is not installed",
+            "install it (Debian/Ubuntu: apt-get install bubblewrap; Fedora: dnf install bubblewrap)",
+        )
     check = f"import sys; sys.path.insert(0, {BOX_LIB!r}); import jinja2"
     cmd = bwrap_command(runtime_spec(), [python_executable(), "-I", "-c", check])
     try:
-        done = subprocess.run(cmd, stdin=subprocess.DEVNULL, capture_output=True, text=True,
-                              timeout=_PROBE_TIMEOUT_S, check=False, env=minimal_env("/tmp"))
+        done = subprocess.run(
+            cmd,
+            stdin=subprocess.DEVNULL,
+            capture_output=True,
+            text=True,
+            timeout=_PROBE_TIMEOUT_S,
+            check=False,
+            env=minimal_env("/tmp"),
+        )
     except (OSError, subprocess.SubprocessError) as exc:
         return f"bubblewrap did not run: {exc}", "check the bwrap installation"
     if done.returncode == 0:
         return None
     said = _first_line(done.stderr)
     if "execvp" in said or "No such file" in said or "jinja2" in said:
-        return (f"bubblewrap runs, but the Python environment is not visible inside it ({said})",
-                f"report it as a harness-opt bug with the output of `{python_executable()} -c "
-                "'import sys; print(sys.executable, sys.prefix, sys.base_prefix)'`")
-    return (f"bubblewrap cannot create its namespaces here ({said})",
-            "allow unprivileged user namespaces (sysctl kernel.unprivileged_userns_clone=1; on Ubuntu "
-            "24.04+ also kernel.apparmor_restrict_unprivileged_userns=0), or run outside a container "
-            "that forbids them")
+        return (
+            f"bubblewrap runs, but the Python environment is not visible inside it ({said})",
+            f"report it as a harness-opt bug with the output of `{python_executable()} -c "
+            "'import sys; print(sys.executable, sys.prefix, sys.base_prefix)'`",
+        )
+    return (
+        f"bubblewrap cannot create its namespaces here ({said})",
+        "allow unprivileged user namespaces (sysctl kernel.unprivileged_userns_clone=1; on Ubuntu "
+        "24.04+ also kernel.apparmor_restrict_unprivileged_userns=0), or run outside a container "
+        "that forbids them",
+    )
 
 
 def bwrap_works() -> bool:
@@ -343,15 +356,21 @@ def _unshare_prefix() -> list[str]:
 @functools.cache
 def unshare_works() -> bool:
     try:
-        done = subprocess.run([*_unshare_prefix(), python_executable(), "-I", "-c", "pass"],
-                              stdin=subprocess.DEVNULL, capture_output=True, timeout=_PROBE_TIMEOUT_S)
+        done = subprocess.run(
+            [*_unshare_prefix(), python_executable(), "-I", "-c", "pass"],
+            stdin=subprocess.DEVNULL,
+            capture_output=True,
+            timeout=_PROBE_TIMEOUT_S,
+        )
     except (OSError, subprocess.SubprocessError):
         return False
     return done.returncode == 0
 
 
-_WEAKER = ("or, accepting weaker isolation, pass --isolation unshare (no network, but the whole "
-           "filesystem is readable) or --isolation none (debugging only)")
+_WEAKER = (
+    "or, accepting weaker isolation, pass --isolation unshare (no network, but the whole "
+    "filesystem is readable) or --isolation none (debugging only)"
+)
 
 
 def resolve_isolation(requested: str = "auto") -> tuple[Isolation, str | None]:
@@ -365,8 +384,9 @@ def resolve_isolation(requested: str = "auto") -> tuple[Isolation, str | None]:
         requested, from_env = os.environ[ISOLATION_ENV].strip(), True
     where = ISOLATION_ENV if from_env else "isolation"
     if requested not in ISOLATION_CHOICES:
-        raise SandboxError(f"unknown isolation {requested!r}", where=where,
-                           fix=f"use one of {', '.join(ISOLATION_CHOICES)}")
+        raise SandboxError(
+            f"unknown isolation {requested!r}", where=where, fix=f"use one of {', '.join(ISOLATION_CHOICES)}"
+        )
     if requested == "none":
         return "none", WARN_FORCED_NONE
     if requested == "unshare":

@@ -207,8 +207,9 @@ class SandboxContext:
     """The AgentContext harness code gets in the sandbox: every call but `render` is a request to the
     parent broker; `render` runs here, under this rollout's limits."""
 
-    def __init__(self, channel: _Channel, task_id: str, tools: list[dict[str, Any]],
-                 templates: Templates) -> None:
+    def __init__(
+        self, channel: _Channel, task_id: str, tools: list[dict[str, Any]], templates: Templates
+    ) -> None:
         self._channel = channel
         self.task_id = task_id
         self._tools = tools
@@ -327,8 +328,9 @@ class Zygote:
         os.set_blocking(self.wake_w, False)
         os.set_blocking(self.wake_r, False)
         self.run: Any = None
-        self.jail = confine.Confinement(list(init["private_dirs"]), int(init["tmp_bytes"]),
-                                        sockets=bool(init.get("sockets", False)))
+        self.jail = confine.Confinement(
+            list(init["private_dirs"]), int(init["tmp_bytes"]), sockets=bool(init.get("sockets", False))
+        )
         self.templates: Templates | None = None
 
     def load_agent(self) -> None:
@@ -351,8 +353,11 @@ class Zygote:
         self.control.send(json.dumps(msg).encode())
 
     def fork(self, rollout_id: int, fd: int) -> None:
-        workdir = (self.jail.private_dirs[0] if self.jail.private
-                   else os.path.join(self.init["scratch"], f"r{rollout_id}"))
+        workdir = (
+            self.jail.private_dirs[0]
+            if self.jail.private
+            else os.path.join(self.init["scratch"], f"r{rollout_id}")
+        )
         pid = os.fork()
         if pid == 0:
             code = EXIT_PROTOCOL
@@ -468,14 +473,26 @@ def main(argv: list[str]) -> int:
     try:
         zygote.load_agent()
     except BaseException as exc:
-        zygote.send({"op": "ready", "error": _tail("".join(traceback.format_exception(exc))),
-                     "private_tmp": zygote.jail.private, "why_shared": zygote.jail.why_shared})
+        zygote.send(
+            {
+                "op": "ready",
+                "error": _tail("".join(traceback.format_exception(exc))),
+                "private_tmp": zygote.jail.private,
+                "why_shared": zygote.jail.why_shared,
+            }
+        )
         return 1
     finally:
         sys.stdout, sys.stderr = real_out, real_err
     _sweep_import_leftovers()
-    zygote.send({"op": "ready", "pid": os.getpid(), "private_tmp": zygote.jail.private,
-                 "why_shared": zygote.jail.why_shared})
+    zygote.send(
+        {
+            "op": "ready",
+            "pid": os.getpid(),
+            "private_tmp": zygote.jail.private,
+            "why_shared": zygote.jail.why_shared,
+        }
+    )
     zygote.serve()
     return 0
 

@@ -77,7 +77,13 @@ def prepare(name: str, tmp_path: Path, **target: Any) -> tuple[Path, Path]:
 
 
 def run_attack(
-    name: str, tmp_path: Path, suite: Any, gold: dict[str, str], *, limit: int = 2, concurrency: int = 2,
+    name: str,
+    tmp_path: Path,
+    suite: Any,
+    gold: dict[str, str],
+    *,
+    limit: int = 2,
+    concurrency: int = 2,
     **target: Any,
 ) -> Outcome:
     """Scan the attack against its twin, then evaluate it (bubblewrap, named: never a weaker mode)."""
@@ -85,8 +91,9 @@ def run_attack(
     version = HarnessVersion.load(version_dir)
     scan = scan_candidate(version, HarnessVersion.load(twin), suite, editable=AGENT_HARNESS_EDITABLE)
     with scripted_model(f"hostile-{name}", answer_gold(gold)) as model:
-        config = EvalConfig(split="val", limit=limit, model=model.model, isolation="bwrap",
-                            concurrency=concurrency)
+        config = EvalConfig(
+            split="val", limit=limit, model=model.model, isolation="bwrap", concurrency=concurrency
+        )
         result = evaluate(version, suite, config)
     traces = [read_trace(r.trace_ref) for r in result.rollouts if r.trace_ref]
     assert len(traces) == limit

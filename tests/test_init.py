@@ -44,7 +44,11 @@ def test_init_writes_a_loadable_harness_and_suite(tmp_path):
 
 
 def test_default_agent_runs_the_tool_loop(tmp_path):
+    from harness_opt.propose.operators.workspace import SCAFFOLD_MARKER
+
     result = init_project("echo", tmp_path, tools_file=EXAMPLE / "tools.json")
+    # the marker lets the offline operators replace this loop by their task agent, and only this one
+    assert SCAFFOLD_MARKER in (result.harness_dir / "agent.py").read_text()
 
     def model(messages, tools, params):
         if messages[-1]["role"] == "tool":

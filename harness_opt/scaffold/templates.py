@@ -95,6 +95,9 @@ description = "FILL IN: what a task is and what counts as success."
 
 # Tasks: one row per task. source is a .jsonl / .csv / .parquet file in this folder, or
 # "hf:<dataset id or local folder>" (a local path never touches the network).
+# The agent's input text is these columns' values, one per line (what prompts/user.j2 renders and
+# what the offline operators retrieve on). A classification suite needs nothing more: its label set
+# is the distinct `expected` values of the train rows; a JSON `expected` makes it an extraction suite.
 [data]
 source = "tasks.jsonl"
 id = "id"                 # column with a stable task id

@@ -182,13 +182,15 @@ def test_a_dead_fork_server_fails_in_flight_rollouts_and_is_restarted() -> None:
             assert server is not None and server._proc is not None
             pending = asyncio.create_task(runner.run(task(mode="sleep", seconds=10), LookupEnv(), FakeLLM()))
             await asyncio.sleep(0.5)
-            os.killpg(server._proc.pid, signal.SIGKILL)  # what the OOM killer would do
+            assert server.host_pid is not None
+            os.kill(server.host_pid, signal.SIGKILL)  # what the OOM killer would do
             in_flight = await pending
             after = await runner.run(task(mode="sleep", seconds=0), LookupEnv(), FakeLLM())
             return in_flight, after
 
     in_flight, after = asyncio.run(go())
     assert in_flight.error == "sandbox", in_flight.error_detail
+    assert "fork server died: killed by SIGKILL" in (in_flight.error_detail or ""), in_flight.error_detail
     assert after.error is None and after.output == "woke"
 
 

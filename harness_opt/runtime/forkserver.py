@@ -20,6 +20,7 @@ import signal
 import socket
 import subprocess
 import tempfile
+import time
 from pathlib import Path
 from typing import Any
 
@@ -222,7 +223,7 @@ class ForkServer:
         if self._dead:
             return
         self._dead = True
-        self.death = reason or f"the sandbox process died ({self._exit_text()})"
+        self.death = reason or f"the fork server died: {self._exit_text()}"
         if self._loop is not None and self._control is not None:
             self._loop.remove_reader(self._control.fileno())
         for handle in self._acks.values():
@@ -238,11 +239,25 @@ class ForkServer:
                 waiter.set_exception(error)
 
     def _exit_text(self) -> str:
-        code = self._proc.poll() if self._proc is not None else None
+        """How the fork server ended, from bwrap's exit status (it exits 128+N when its child, the fork
+        server, is killed by signal N). Only read when the control channel closed: bwrap follows within
+        milliseconds, so a short wait here (a rare path) names the cause instead of guessing."""
+        code = None
+        for _ in range(50):
+            code = self._proc.poll() if self._proc is not None else None
+            if code is not None:
+                break
+            time.sleep(0.01)
         if code is None:
-            return "control channel closed"
-        if code < 0:
-            return f"killed by {signal.Signals(-code).name}"
+            return "its control channel closed"
+        signum = -code if code < 0 else code - 128 if self.mode == "bwrap" and code > 128 else 0
+        if signum:
+            try:
+                name = signal.Signals(signum).name
+            except ValueError:
+                name = f"signal {signum}"
+            oom = ", most likely by the kernel's out-of-memory killer" if signum == signal.SIGKILL else ""
+            return f"killed by {name}{oom}"
         return f"exit code {code}"
 
     def _unresponsive(self, rollout_id: int) -> None:

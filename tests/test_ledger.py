@@ -29,6 +29,12 @@ EXPECTED_SCHEMA = {
         ("reason", "VARCHAR"),
         ("detail", "JSON"),
         ("created", TSTZ),
+        ("meta_model", "VARCHAR"),  # m006_meta_spend
+        ("meta_calls", "INTEGER"),
+        ("meta_tokens_in", "BIGINT"),
+        ("meta_tokens_out", "BIGINT"),
+        ("meta_cost_usd", "DOUBLE"),
+        ("meta_seconds", "DOUBLE"),
     ],
     "experiments": [
         ("run_id", "VARCHAR"),

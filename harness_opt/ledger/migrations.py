@@ -120,12 +120,25 @@ _M005_RUN_ISOLATION = """
 ALTER TABLE runs ADD COLUMN isolation VARCHAR;
 """
 
+# Meta-model spend per proposal (issue 17): the tokens, cost and wall time the proposer spent on each
+# decision's candidate, or on an attempt that produced none (a decision with candidate '-'). DEFAULT 0
+# so decisions written before this migration read back as "no meta-model" (operators, old runs).
+_M006_META_SPEND = """
+ALTER TABLE decisions ADD COLUMN meta_model VARCHAR;
+ALTER TABLE decisions ADD COLUMN meta_calls INTEGER DEFAULT 0;
+ALTER TABLE decisions ADD COLUMN meta_tokens_in BIGINT DEFAULT 0;
+ALTER TABLE decisions ADD COLUMN meta_tokens_out BIGINT DEFAULT 0;
+ALTER TABLE decisions ADD COLUMN meta_cost_usd DOUBLE DEFAULT 0;
+ALTER TABLE decisions ADD COLUMN meta_seconds DOUBLE DEFAULT 0;
+"""
+
 MIGRATIONS: list[Migration] = [
     ("m001_tables", _M001_TABLES),
     ("m002_indexes", _M002_INDEXES),
     ("m003_user_sim", _M003_USER_SIM),
     ("m004_scans", _M004_SCANS),
     ("m005_run_isolation", _M005_RUN_ISOLATION),
+    ("m006_meta_spend", _M006_META_SPEND),
 ]
 
 

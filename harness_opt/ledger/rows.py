@@ -81,6 +81,12 @@ class DecisionRow(BaseModel):
         default_factory=dict, description="The search's full record of the candidate (for --resume)."
     )
     created: datetime = Field(default_factory=utcnow)
+    meta_model: str | None = Field(default=None, description="The meta-model (or agent) that proposed it.")
+    meta_calls: int = Field(default=0, description="Meta-model calls spent on this proposal.")
+    meta_tokens_in: int = 0
+    meta_tokens_out: int = 0
+    meta_cost_usd: float = Field(default=0.0, description="Meta-model spend on this proposal, USD.")
+    meta_seconds: float = Field(default=0.0, description="Wall time the proposer spent on it.")
 
 
 class ExperimentRow(BaseModel):

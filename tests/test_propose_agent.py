@@ -73,14 +73,14 @@ def fake_agent(tmp_path: Path, body: str) -> tuple[str, Path]:
 
 EDITING_AGENT = """
     assert Path.cwd() == wd
-    must = ["INSTRUCTIONS.md", "history.md", "train_tasks.jsonl", "traces/failing.md", "traces/failing.jsonl",
-            "traces/passing.md", "harness/prompts/system.j2", "harness/agent.py"]
+    must = ["INSTRUCTIONS.md", "history/INDEX.md", "train_tasks.jsonl", "traces/failing.md",
+            "traces/failing.jsonl", "traces/passing.md", "harness/prompts/system.j2", "harness/agent.py"]
     missing = [m for m in must if not (wd / m).is_file()]
     if missing:
         sys.exit(f"missing {missing}")
     failing = (wd / "traces/failing.md").read_text()
     assert "RESULT-t1" in failing and "FEEDBACK-t2" in failing, failing
-    assert "HIST-1" in (wd / "history.md").read_text()
+    assert "HIST-1" in (wd / "history/INDEX.md").read_text()
     assert "prompts/*.j2" in (wd / "INSTRUCTIONS.md").read_text()
     (wd / "harness/prompts/system.j2").write_text("Classify the query. Answer with one label.\\n")
     (wd / "harness/harness.toml").write_text("tampered")

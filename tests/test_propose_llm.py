@@ -8,111 +8,13 @@ from typing import Any
 import pytest
 
 from harness_opt.errors import ModelError
-from harness_opt.propose.base import HistoryEntry, Proposal, ProposalInput, Proposer
+from harness_opt.propose.base import Proposal, ProposalInput, Proposer
 from harness_opt.propose.evidence import estimate_tokens, render_trace, select_traces
 from harness_opt.propose.llm import LLMProposer, restrict_edits
-from harness_opt.records import LLMCallEvent, RolloutKey, Task, ToolCallEvent, Trace
+from harness_opt.records import Task
 from harness_opt.testing.scripted import scripted_model
+from tests.support.meta import EDITABLE, FILES, make_input, make_trace
 from tests.support.optimize import chat_reply
-
-FILES = {
-    "harness.toml": "[harness]\nname = 'clf'\n",
-    "prompts/system.j2": "Classify the banking query into one intent.\n",
-    "tools.json": "[]\n",
-    "agent.py": "def run(task, ctx):\n    return ctx.llm([{'role': 'user', 'content': task['text']}])\n",
-}
-EDITABLE = ("prompts/*.j2", "tools.json", "agent.py")
-
-
-def make_trace(
-    task_id: str,
-    *,
-    label: str,
-    got: str,
-    trial: int = 0,
-    passed: bool = False,
-    error: str | None = None,
-    padding: int = 0,
-) -> Trace:
-    messages = [
-        {"role": "system", "content": "Classify the banking query."},
-        {"role": "user", "content": f"query for {task_id}" + " pad" * padding},
-    ]
-    reply = {
-        "role": "assistant",
-        "content": None,
-        "tool_calls": [
-            {
-                "id": "c1",
-                "type": "function",
-                "function": {"name": "lookup", "arguments": json.dumps({"q": task_id})},
-            }
-        ],
-    }
-    second = [*messages, reply, {"role": "tool", "tool_call_id": "c1", "content": f"RESULT-{task_id}"}]
-    return Trace(
-        run_id="r1",
-        key=RolloutKey(
-            version_hash="h",
-            suite="banking77",
-            split="train",
-            task_id=task_id,
-            trial=trial,
-            model="scripted/agent",
-        ),
-        task_input={"text": f"query for {task_id}"},
-        events=[
-            LLMCallEvent(model="scripted/agent", messages=messages, response=reply),
-            ToolCallEvent(name="lookup", args={"q": task_id}, result=f"RESULT-{task_id}"),
-            LLMCallEvent(
-                model="scripted/agent", messages=second, response={"role": "assistant", "content": got}
-            ),
-        ],
-        output=got,
-        score=1.0 if passed else 0.0,
-        passed=passed,
-        error=error,
-        feedback="correct" if passed else f"expected {label}, got {got}",
-    )
-
-
-def make_input(**overrides: Any) -> ProposalInput:
-    failing = [
-        make_trace("t1", label="card_lost", got="card_arrival"),
-        make_trace("t2", label="top_up", got="balance"),
-    ]
-    values: dict[str, Any] = dict(
-        agent="clf",
-        version_label="clf@v0001",
-        files=FILES,
-        editable=EDITABLE,
-        suite="banking77",
-        suite_description="Intent classification, 77 labels.",
-        failing_traces=failing,
-        passing_traces=[make_trace("t3", label="refund", got="refund", passed=True)],
-        train_tasks=[
-            Task(id="t1", input={}, expected="card_lost"),
-            Task(id="t2", input={}, expected="top_up"),
-            Task(id="t3", input={}, expected="refund"),
-        ],
-        val_score=0.61,
-        history=[
-            HistoryEntry(
-                iteration=1,
-                candidate="clf@v0002",
-                proposer="llm",
-                mechanism="few-shot examples",
-                hypothesis="HIST-HYPOTHESIS examples teach the label set",
-                outcome="rejected",
-                delta=-0.02,
-                p_value=0.4,
-                reason="no significant gain",
-            )
-        ],
-    )
-    values.update(overrides)
-    return ProposalInput(**values)
-
 
 NEW_PROMPT = "Classify the query. List of labels: {{ labels }}. Answer with the label only.\n"
 NEW_TOOLS = json.dumps(
@@ -128,7 +30,7 @@ def test_three_candidates_edit_prompt_tools_and_agent_code() -> None:
         chat_reply("strip output", [{"path": "agent.py", "content": NEW_AGENT}]),
     ]
     with scripted_model("meta-3", replies, cost_per_token=1e-6) as meta:
-        proposer = LLMProposer(meta.model)
+        proposer = LLMProposer(meta.model, mode="single")
         assert isinstance(proposer, Proposer)
         out = proposer.propose(make_input(), 3)
 
@@ -157,7 +59,7 @@ def test_prompt_holds_raw_failing_traces_history_and_earlier_mechanisms() -> Non
         chat_reply("strip output", [{"path": "agent.py", "content": NEW_AGENT}]),
     ]
     with scripted_model("meta-prompt", replies) as meta:
-        proposer = LLMProposer(meta.model)
+        proposer = LLMProposer(meta.model, mode="single")
         proposer.propose(make_input(), 2)
         calls = meta.calls
 
@@ -195,7 +97,7 @@ def test_unparseable_reply_gives_no_proposal_and_does_not_raise() -> None:
         return "Sure! I think you should improve the prompt. {not json"
 
     with scripted_model("meta-garbage", garbage) as meta:
-        proposer = LLMProposer(meta.model)
+        proposer = LLMProposer(meta.model, mode="single")
         out = proposer.propose(make_input(), 2)
         attempts = meta.attempts
 
@@ -211,7 +113,7 @@ def test_one_bad_reply_loses_one_candidate_only() -> None:
         chat_reply("label list", [{"path": "prompts/system.j2", "content": NEW_PROMPT}]),
     ]
     with scripted_model("meta-mixed", replies) as meta:
-        out = LLMProposer(meta.model).propose(make_input(), 2)
+        out = LLMProposer(meta.model, mode="single").propose(make_input(), 2)
     assert [p.mechanism for p in out] == ["label list"]
 
 
@@ -228,7 +130,7 @@ def test_edits_outside_editable_globs_are_dropped_with_a_note() -> None:
         chat_reply("frozen only", [{"path": "harness.toml", "content": "x"}]),
     ]
     with scripted_model("meta-frozen", replies) as meta:
-        proposer = LLMProposer(meta.model)
+        proposer = LLMProposer(meta.model, mode="single")
         out = proposer.propose(make_input(), 2)
 
     assert len(out) == 1
@@ -242,7 +144,7 @@ def test_edits_outside_editable_globs_are_dropped_with_a_note() -> None:
 def test_identical_candidates_are_not_returned_twice() -> None:
     reply = chat_reply("label list", [{"path": "prompts/system.j2", "content": NEW_PROMPT}])
     with scripted_model("meta-dup", [reply, reply]) as meta:
-        proposer = LLMProposer(meta.model)
+        proposer = LLMProposer(meta.model, mode="single")
         out = proposer.propose(make_input(), 2)
     assert len(out) == 1 and "same edits" in proposer.notes[0]
 
@@ -329,7 +231,7 @@ def test_small_budget_still_sends_whole_traces_to_the_meta_model() -> None:
     failing = [make_trace(f"t{i}", label=f"l{i}", got="y", padding=300) for i in range(10)]
     reply = chat_reply("label list", [{"path": "prompts/system.j2", "content": NEW_PROMPT}])
     with scripted_model("meta-budget", [reply]) as meta:
-        proposer = LLMProposer(meta.model, context_budget_tokens=5_000)
+        proposer = LLMProposer(meta.model, mode="single", context_tokens=6_000)
         out = proposer.propose(make_input(failing_traces=failing), 1)
         prompt = "\n".join(m["content"] for m in meta.calls[0].messages)
     evidence = out[0].meta["evidence"]
@@ -367,7 +269,7 @@ def test_proposals_on_the_seed_harness_become_versions_and_a_broken_one_is_refus
     ]
     inp = make_input(files=files, editable=("agent.py", "prompts/*", "tools.json", "harness.toml"))
     with scripted_model("meta-seed", replies) as meta:
-        out = LLMProposer(meta.model).propose(inp, 4)
+        out = LLMProposer(meta.model, mode="single").propose(inp, 4)
     assert len(out) == 4
 
     made = [create_version(seed, p.edits, proposer=p.proposer, hypothesis=p.hypothesis, changes=p.changes)

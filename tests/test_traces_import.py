@@ -200,7 +200,7 @@ def test_imported_traces_reach_the_proposers(tmp_path):
     from harness_opt.testing import scripted_model
 
     with scripted_model("meta", ["unused"]) as meta:
-        values, _ = LLMProposer(meta.model).inputs(inp, 0, [])
+        values, _ = LLMProposer(meta.model, mode="single").inputs(inp, 0, [])
     text = values["failing_traces"]
     assert IMPORTED_HEADING in text and "Showing 2 of 2 failed production traces" in text
     assert "prod-0412" in text and "prod-0413" not in text  # only the failed ones

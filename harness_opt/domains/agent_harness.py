@@ -11,7 +11,9 @@ from __future__ import annotations
 import asyncio
 import random
 import time
+from pathlib import Path
 
+from harness_opt.domains.train_check import INVALID_ERRORS, TrainCheck
 from harness_opt.errors import UserError
 from harness_opt.evaluate.evaluator import EvalConfig, EvalResult, evaluate_async
 from harness_opt.evaluate.stats import paired_test
@@ -20,6 +22,7 @@ from harness_opt.harness.version import HarnessVersion
 from harness_opt.ledger.queries import candidate_task_wins
 from harness_opt.llm.catalog import validate_model
 from harness_opt.propose.base import ProposalInput, Proposer, TaskWins, opaque_task_key
+from harness_opt.propose.history_fs import HistorySource, build_history
 from harness_opt.records import Trace
 from harness_opt.search.acceptance import task_means
 from harness_opt.search.candidates import describe_failure
@@ -29,14 +32,23 @@ from harness_opt.search.measurement import Measurement
 from harness_opt.search.records import CandidateRecord, SealedTest, SplitFigures
 from harness_opt.suites.base import Suite
 from harness_opt.suites.loader import load_suite
-from harness_opt.trust.scan import scan_and_record
+from harness_opt.trust.scan import ScanReport, scan_and_record
 
-INVALID_ERRORS = frozenset(
-    {"crash", "sandbox", "invalid_output", "timeout", "memory", "step_limit", "token_limit"}
-)
-"""Errors of the smoke-test rollout that make a candidate invalid (a wrong answer does not)."""
 PASSING_SHOWN = 5
 """Passing train traces a proposer sees beside all the failing ones."""
+
+
+def proposer_safe(scan: ScanReport, limit: int = 3) -> str:
+    """The scan's verdict as a decision reason, which proposers read in their history: a finding of
+    sealed-split text says its kind and where, never the text, its task or its split (those stay in
+    the ledger's `scans` table, which `harness-opt diff` shows)."""
+    parts = []
+    for f in scan.findings[:limit]:
+        where = f"{f.file}{f':{f.line}' if f.line else ''}"
+        said = "text of a sealed split" if f.kind.startswith("sealed-") else f.message
+        parts.append(f"{f.severity} {f.kind} ({where}): {said}")
+    more = f" (+{len(scan.findings) - limit} more)" if len(scan.findings) > limit else ""
+    return f"scan: {'; '.join(parts) or 'clean'}{more}"
 
 
 def measurement(version: HarnessVersion, result: EvalResult) -> Measurement:
@@ -62,6 +74,8 @@ class AgentHarnessDomain:
     def __init__(self) -> None:
         self.eval_seconds: dict[str, float] = {}
         self.imported: list[Trace] = []
+        self.evidence_ids: list[str] = []
+        """The train tasks of this iteration's evidence: a candidate runs the first `history_train`."""
 
     # ------------------------------------------------------------------------- set-up
 
@@ -199,21 +213,40 @@ class AgentHarnessDomain:
                 limit=units or run.config.val_limit,
             )
             out.append(measurement(candidate, result).model_copy(update={"flagged": flagged}))
+            if attempt == 0:
+                await self._train_for_history(candidate, run)
         return out
+
+    async def _train_for_history(self, candidate: HarnessVersion, run: RunContext) -> None:
+        """The candidate on the first `history_train` tasks of this iteration's evidence, so the
+        proposers' history holds its raw train traces and its per-task train wins and losses against
+        the incumbent (which ran the same tasks). Only for proposers that read a history."""
+        ids = self.evidence_ids[: run.config.history_train]
+        if run.history_dir is None or not ids or self._admitted(candidate, run):
+            return
+        try:
+            await self._eval(candidate, "train", run, what=f"train traces · {candidate.label}", task_ids=ids)
+        except Exception as exc:  # the history lacks its traces; the decision stands
+            run.display.status(f"train traces of {candidate.label} not recorded: {describe_failure(exc)}")
+
+    @staticmethod
+    def _admitted(candidate: HarnessVersion, run: RunContext) -> bool:
+        """The seed, or a version this run already accepted (checked and measured before)."""
+        return any(r.hash == candidate.hash and r.outcome in ("accepted", "baseline") for r in run.records)
 
     async def _admit(
         self, candidate: HarnessVersion, parent: HarnessVersion, run: RunContext
     ) -> tuple[str | None, str | None]:
         """(why it is refused, why it may never be the incumbent). The seed, and a version this run
         already accepted, were admitted before (a resume or a re-test measures the incumbent again)."""
-        if any(r.hash == candidate.hash and r.outcome in ("accepted", "baseline") for r in run.records):
+        if self._admitted(candidate, run):
             return None, None
         scan = scan_and_record(
             candidate, parent, self.suite, editable=self.editable, ledger=run.ledger, run_id=run.run_id
         )
         if scan.rejected:
-            return f"rejected by the {scan.summary()}", None
-        flagged = scan.summary() if scan.blocks_incumbent else None
+            return f"rejected by the {proposer_safe(scan)}", None
+        flagged = proposer_safe(scan) if scan.blocks_incumbent else None
         probe = self.suite.tasks("train")[:1]
         smoke = await self._eval(
             candidate, "train", run, what=f"validating {candidate.label}", task_ids=[t.id for t in probe]
@@ -231,6 +264,7 @@ class AgentHarnessDomain:
         train = self.suite.tasks("train")
         rng = random.Random(cfg.seed * 100_003 + run.iteration)
         sample = rng.sample(train, min(cfg.train_sample, len(train)))
+        self.evidence_ids = [t.id for t in sample]
         result = await self._eval(
             incumbent,
             "train",
@@ -269,7 +303,38 @@ class AgentHarnessDomain:
             retest_val_limit=self._retest_limit(cfg),
             imported_traces=self.imported,
             seed=cfg.seed + run.iteration,
+            history_dir=await self._history(incumbent, run),
+            checker=self._checker(incumbent, run),
         )
+
+    async def _history(self, incumbent: HarnessVersion, run: RunContext) -> Path | None:
+        """The history filesystem, rebuilt for this iteration (None when the proposer reads none)."""
+        if run.history_dir is None:
+            return None
+        source = HistorySource(
+            ledger=run.ledger,
+            run_id=run.run_id,
+            agent=incumbent.name,
+            suite=self.suite.name,
+            model=self.model,
+            train_tasks=self.suite.tasks("train"),
+            all_runs=run.config.meta_history == "agent",
+        )
+        stats = await asyncio.to_thread(build_history, source, run.history_dir)
+        run.display.status(
+            f"iteration {run.iteration}: history of {stats.candidates} candidates, {stats.traces} train "
+            f"traces, in {run.history_dir}"
+        )
+        return run.history_dir
+
+    def _checker(self, incumbent: HarnessVersion, run: RunContext) -> TrainCheck | None:
+        """`check` for the proposers that read a history (one train task per check)."""
+        cfg = run.config
+        if run.history_dir is None or cfg.max_checks == 0:
+            return None
+        limit = cfg.max_checks * cfg.parallel
+        loop = asyncio.get_running_loop()
+        return TrainCheck(self.suite, self.model, self.editable, run, incumbent, loop, limit)
 
     def _task_wins(self, run: RunContext) -> list[TaskWins]:
         """Earlier candidates against their incumbents, val task by val task, with the task ids made

@@ -25,6 +25,7 @@ from harness_opt.errors import UserError
 from harness_opt.harness.version import HarnessVersion
 from harness_opt.ledger.rows import ExperimentRow, ExperimentStatus
 from harness_opt.propose.base import ProposalInput, Proposer
+from harness_opt.propose.history_fs import HistorySource, build_history
 from harness_opt.search.config import OptimizeConfig
 from harness_opt.search.domain import RunContext
 from harness_opt.search.measurement import Measurement
@@ -134,6 +135,14 @@ class TrainingDomain:
     ) -> ProposalInput:
         files = {p: b.decode("utf-8", "replace") for p, b in incumbent.files().items()}
         files["prepare.py"] = self.suite.prepare_path.read_text(encoding="utf-8")  # to read, not edit
+        if run.history_dir is not None:  # every candidate's train.py, diff and val_bpb (no traces here)
+            source = HistorySource(
+                ledger=run.ledger,
+                run_id=run.run_id,
+                agent=incumbent.name,
+                all_runs=run.config.meta_history == "agent",
+            )
+            await asyncio.to_thread(build_history, source, run.history_dir)
         return ProposalInput(
             agent=incumbent.name,
             version_label=incumbent.label,
@@ -149,6 +158,7 @@ class TrainingDomain:
             val_score=measurement.mean,
             history=run.history(),
             seed=run.config.seed + run.iteration,
+            history_dir=run.history_dir,
         )
 
     def reserve_s(self, seed: HarnessVersion, incumbent: HarnessVersion, run: RunContext) -> float:

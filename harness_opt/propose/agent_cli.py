@@ -1,14 +1,19 @@
 """The `agent` proposer: an external coding agent (any CLI) edits a copy of the version in a work dir.
 
-The work dir holds only what a proposer may read: `harness/` (a copy of the version), `traces/` (train
-traces as JSONL and as readable markdown), `train_tasks.jsonl`, `history.md` and `INSTRUCTIONS.md`.
+The work dir (`propose/workspace.py`) holds only what a proposer may read: `harness/` (a copy of the
+version), `history/` (every earlier candidate: files, outcome, per-task train scores, raw train
+traces), `traces/` (this iteration's train traces), `train_tasks.jsonl`, and `INSTRUCTIONS.md`, the
+program in the spirit of AutoAgent's `program.md`: where things are, the one rule about editable
+files, and `./check`, which validates the candidate as the loop will (`check_server.py`).
+
 The command runs under bubblewrap with the system directories read-only, the work dir read-write and
 an empty home, so the project, the suite data and the val/test splits are not even visible to it.
 The network stays on, because a coding-agent CLI must reach its model API: the agent could therefore
 send what it reads somewhere, but what it can read is train-only. The sandbox is the runtime's own
 builder (`runtime.sandbox.bwrap_command`), binding what the agent CLI needs to run: its executable's
-install tree and, for a script, its interpreter's, read-only. Without bubblewrap, `sandbox="auto"`
-refuses; `sandbox="none"` (named) runs the command as a plain subprocess in the work dir.
+install tree and, for a script, its interpreter's, read-only (and this Python's, for `./check`).
+Without bubblewrap, `sandbox="auto"` refuses; `sandbox="none"` (named) runs the command unconfined.
+Commands for common coding-agent CLIs are in `presets.py` (`--agent-preset`).
 """
 
 from __future__ import annotations
@@ -19,18 +24,26 @@ import shlex
 import shutil
 import signal
 import subprocess
+import sys
 import tempfile
 import time
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from fnmatch import fnmatch
 from functools import cache
 from pathlib import Path
 from typing import Literal
 
 from harness_opt.errors import UserError
-from harness_opt.propose.base import Proposal, ProposalInput
-from harness_opt.propose.evidence import render_files, render_history, render_trace
-from harness_opt.propose.llm import clean_path, restrict_edits
+from harness_opt.propose.base import FailedProposal, MetaSpend, Proposal, ProposalInput
+from harness_opt.propose.check_server import SCRIPT_NAME, CheckServer
+from harness_opt.propose.presets import PRESETS, PROMPT, expand
+from harness_opt.propose.workspace import (
+    HARNESS_DIR,
+    harness_edits,
+    is_editable,
+    read_text_nofollow,
+    write_workspace,
+)
 from harness_opt.runtime.sandbox import BwrapSpec, bwrap_command, bwrap_problem, bwrap_works, install_trees
 
 log = logging.getLogger(__name__)
@@ -42,9 +55,14 @@ DEFAULT_PASS_ENV: tuple[str, ...] = (
     "TERM",
     "TZ",
     "ANTHROPIC_*",
+    "CLAUDE_CODE_OAUTH_TOKEN",
     "OPENAI_*",
+    "CODEX_API_KEY",
     "GEMINI_API_KEY",
     "GOOGLE_API_KEY",
+    "GOOGLE_GENAI_USE_VERTEXAI",
+    "GOOGLE_CLOUD_PROJECT",
+    "GOOGLE_CLOUD_LOCATION",
     "OPENROUTER_API_KEY",
     "MISTRAL_API_KEY",
     "DEEPSEEK_API_KEY",
@@ -64,33 +82,45 @@ AGENT_TMP_BYTES = 1024 * 1024 * 1024
 AGENT_SHM_BYTES = 64 * 1024 * 1024
 
 HYPOTHESIS_FILE = "HYPOTHESIS.md"
+INSTRUCTIONS_FILE = "INSTRUCTIONS.md"
 OUTPUT_TAIL_CHARS = 4_000
 
-INSTRUCTIONS = """\
-# Improve this AI agent's harness: one mechanism
+PROGRAM = """\
+# Program: improve the harness of `{agent}` on `{suite}`, one mechanism per candidate
 
-You are improving the harness of the agent `{agent}` (version {version}) on the suite `{suite}`.
-{suite_description}
-The harness is in `harness/`: prompts (jinja2 templates), tool schemas (`tools.json`, OpenAI
-function-calling format) and orchestration code (`agent.py`, `run(task, ctx)` written against
-AgentContext: ctx.llm, ctx.call_tool, ctx.render, ctx.log, ctx.tools).
+You are the proposer of an overnight search. The agent `{agent}` runs inside a *harness*: prompts
+(jinja2 templates), tool schemas (`tools.json`, OpenAI function-calling format) and orchestration code
+(`agent.py`, `run(task, ctx)` written against AgentContext: ctx.llm, ctx.call_tool, ctx.render,
+ctx.log, ctx.tools). Each candidate you hand back is validated, measured on held-out validation tasks
+you never see, and kept only if a paired test says it beats the incumbent {version} (val score
+{val_score}). {suite_description}
 
-Incumbent aggregate validation score: {val_score}
-
-## What to read
-- `traces/failing.md` — raw failing train traces (every message, tool call, output, scorer feedback);
-  `traces/failing.jsonl` has the same records as JSON. `traces/passing.*` has passing ones for contrast.
-- `train_tasks.jsonl` — the train tasks with their expected answers.
-- `history.md` — what was tried before and whether it was accepted. Do not repeat rejected ideas.
-{avoid}
-## What to do
-1. Find the most common or most fixable cause of failure in the traces.
-2. Change ONE mechanism that addresses it, by editing files under `harness/` only. You may change
-   only files matching: {editable}. Everything else is frozen and edits to it are discarded.
-3. Write `HYPOTHESIS.md` in this directory: first line `mechanism: <short name>`, then one or two
-   sentences on why the change should raise the score.
+## Where things are
+- `harness/`: the current version. **The one rule: change only files under `harness/` that match
+  {editable}.** Everything else is frozen; an edit to it is discarded.
+- `history/INDEX.md`: every candidate tried so far, ranked by val score, with outcome, mechanism,
+  reason, and the tasks each won and lost against its incumbent. `history/candidates/<vNNNN>/`
+  holds each one's `files/`, `diff.patch` (its change), `SUMMARY.md`, `train/scores.tsv` and
+  `train/traces/*.md`: raw train traces, whole (every message, tool call, output, scorer feedback).
+  Grep them, e.g. `grep -rl "scorer feedback" history/candidates/*/train/traces | head`.
+- `traces/failing.md`, `traces/passing.md`: this iteration's train traces of the current version.
+- `train_tasks.jsonl`: the train tasks with their expected answers.
+{imported}
+## How to work
+1. Read `history/INDEX.md`. Do not repeat a rejected idea; build on accepted ones; two mechanisms
+   that won *different* tasks may combine.
+2. Find the most common or most fixable cause of failure in the traces.
+3. Change ONE mechanism that addresses it, under `harness/` only.
+{check}4. Write `{hypothesis}` here: first line `mechanism: <short name>`, then one or two sentences on why
+   the change should raise the score.
 Keep templates valid jinja2 and agent.py valid Python with the same entrypoint. The agent is scored on
-held-out tasks like these: fix the general cause, do not hard-code answers. Then stop.
+held-out tasks like these: fix the general cause, never hard-code answers. Then stop.
+{avoid}"""
+
+CHECK_STEP = """\
+   Check it before you hand it back: `./check` loads it (templates parse, agent.py compiles,
+   tools.json is valid) and runs one train task through the real evaluator, printing the score and
+   the raw trace; `./check TASK_ID` runs another train task. At most {limit} checks. Fix what fails.
 """
 
 
@@ -100,10 +130,11 @@ def bwrap_path() -> str | None:
     return shutil.which("bwrap") if bwrap_works() else None
 
 
-def _clean_env(pass_env: Sequence[str], home: Path) -> dict[str, str]:
+def _clean_env(pass_env: Sequence[str], home: Path, extra: Mapping[str, str]) -> dict[str, str]:
     env = {k: v for k, v in os.environ.items() if any(fnmatch(k, pat) for pat in pass_env)}
     env["HOME"] = str(home)  # an empty home in the work dir: the user's own home may hold the project
     env["TMPDIR"] = "/tmp"
+    env.update(extra)
     return env
 
 
@@ -139,32 +170,21 @@ def parse_hypothesis(text: str) -> tuple[str, str]:
     return mechanism, hypothesis
 
 
-def read_harness(root: Path) -> tuple[dict[str, str], list[str]]:
-    """The text files under `root` by relative path, and a note for each one that is not text."""
-    files: dict[str, str] = {}
-    notes: list[str] = []
-    for path in sorted(root.rglob("*")):
-        rel = path.relative_to(root).as_posix()
-        if "__pycache__" in rel.split("/") or path.suffix in (".pyc", ".pyo"):
-            continue
-        if path.is_symlink():
-            notes.append(f"ignored {rel}: symbolic link")
-        elif path.is_file():
-            try:
-                files[rel] = path.read_text(encoding="utf-8")
-            except UnicodeDecodeError:
-                notes.append(f"ignored {rel}: not UTF-8 text")
-    return files, notes
+def _hypothesis(workdir: Path) -> tuple[str, str]:
+    """HYPOTHESIS.md as the agent left it, read without following a link (it could point anywhere)."""
+    return parse_hypothesis(read_text_nofollow(workdir / HYPOTHESIS_FILE)[:4000])
 
 
 class AgentCLIProposer:
     """Runs a coding-agent command once per candidate in a fresh, sandboxed work dir."""
 
     name = "agent"
+    reads_history = True
+    exhaustible = False
 
     def __init__(
         self,
-        command: str,
+        command: str | Sequence[str],
         *,
         timeout_s: float = 900,
         pass_env: Sequence[str] = DEFAULT_PASS_ENV,
@@ -173,29 +193,36 @@ class AgentCLIProposer:
         rw_binds: Sequence[str | Path] = (),
         keep_workdir: bool = False,
         project_dir: str | Path | None = None,
+        env: Mapping[str, str] | None = None,
+        max_checks: int = 5,
+        runs_check: bool = True,
     ) -> None:
-        """`command` is shlex-split; `{workdir}` in it becomes the work dir (also its cwd).
+        """`command` (a string is shlex-split) runs with the work dir as its cwd; `{workdir}`,
+        `{prompt}` and `{files}` in it are filled in (`presets.expand`).
 
         `ro_binds` / `rw_binds` expose extra paths inside the sandbox, e.g. the agent CLI's config
-        directory (`~/.claude`): the home the agent sees is otherwise empty.
+        directory (`~/.claude`): the home the agent sees is otherwise empty. `env` adds variables.
         """
-        self.argv = shlex.split(command)
+        self.argv = shlex.split(command) if isinstance(command, str) else list(command)
         if not self.argv:
             raise UserError(
                 "the agent command is empty",
-                where="--agent-command",
-                fix="give the coding-agent command, e.g. 'claude -p \"$(cat INSTRUCTIONS.md)\"'",
+                where="--agent-cmd",
+                fix="give the coding-agent command, e.g. --agent-preset claude, or --agent-cmd '...'",
             )
         exe = shutil.which(self.argv[0])
         if exe is None:
             raise UserError(
                 f"the agent command {self.argv[0]!r} is not found or not executable",
-                where="--agent-command",
+                where="--agent-cmd",
                 fix="install it or give its full path",
             )
         self.executable = Path(exe)
         self.timeout_s = timeout_s
         self.pass_env = tuple(pass_env)
+        self.env = dict(env or {})
+        self.max_checks = max_checks
+        self.runs_check = runs_check
         self.project_dir = Path(project_dir or Path.cwd()).resolve()
         self.ro_binds = [Path(p).expanduser().resolve() for p in ro_binds]
         self.rw_binds = [Path(p).expanduser().resolve() for p in rw_binds]
@@ -213,93 +240,95 @@ class AgentCLIProposer:
                     where=f"sandbox={sandbox!r}",
                     fix=f"{fix}; or pass sandbox='none' to run it unconfined (it could read val/test data)",
                 )
-        self.notes: list[str] = []
+        self.failures: list[FailedProposal] = []
+        """Why the last `propose` returned fewer than `n` proposals, with what each attempt cost."""
+
+    @classmethod
+    def from_preset(cls, preset: str, **options: object) -> AgentCLIProposer:
+        """The proposer for a known coding-agent CLI (`presets.PRESETS`), checked before the run."""
+        spec = PRESETS.get(preset)
+        if spec is None:
+            raise UserError(f"unknown agent preset {preset!r}", where="--agent-preset",
+                            fix=f"use one of {', '.join(PRESETS)}")
+        if shutil.which(spec.argv[0]) is None:
+            raise UserError(f"the {preset} CLI ({spec.argv[0]}) is not installed or not on PATH",
+                            where="--agent-preset", fix=f"install it: {spec.install}")
+        if not any(os.environ.get(k) for k in spec.keys):
+            raise UserError(
+                f"the {preset} preset needs one of {', '.join(spec.keys)} in the environment",
+                where="--agent-preset",
+                fix="export it; the sandbox's home is empty, so a login the CLI stored in your home "
+                "is not visible (or run it your own way with --agent-cmd and ro_binds)",
+            )
+        return cls(spec.argv, env=spec.env, runs_check=spec.runs_check, **options)  # type: ignore[arg-type]
+
+    @property
+    def notes(self) -> list[str]:
         """Why the last `propose` returned fewer than `n` proposals."""
+        return [f.reason for f in self.failures]
 
     def propose(self, inp: ProposalInput, n: int) -> list[Proposal]:
-        self.notes = []
+        self.failures = []
         proposals: list[Proposal] = []
         for i in range(n):
             workdir = Path(tempfile.mkdtemp(prefix="harness-opt-agent-"))
+            started = time.monotonic()
             try:
                 proposal = self._one(inp, workdir, [p.mechanism for p in proposals], i)
             finally:
                 if not self.keep_workdir:
                     shutil.rmtree(workdir, ignore_errors=True)
-            if proposal is not None:
+            spend = MetaSpend(model=shlex.join(self.argv[:1]), seconds=round(time.monotonic() - started, 3))
+            if isinstance(proposal, Proposal):
+                proposal.spend = spend
                 proposals.append(proposal)
+            else:
+                self.failures.append(FailedProposal(reason=proposal, spend=spend))
         return proposals
+
+    def _checks(self, inp: ProposalInput) -> bool:
+        return inp.checker is not None and self.max_checks > 0 and self.runs_check
 
     def prepare(self, inp: ProposalInput, workdir: Path, avoid: Sequence[str] = ()) -> None:
         """Write everything the agent may read into `workdir` (train-only: ProposalInput has no more)."""
-        harness = workdir / "harness"
-        for rel, content in inp.files.items():
-            path = clean_path(rel)
-            if path is None:
-                continue
-            target = harness / path
-            target.parent.mkdir(parents=True, exist_ok=True)
-            target.write_text(content, encoding="utf-8")
-        harness.mkdir(exist_ok=True)
-        traces = workdir / "traces"
-        traces.mkdir()
-        tasks = {t.id: t for t in inp.train_tasks}
-        for kind, items in (("failing", inp.failing_traces), ("passing", inp.passing_traces)):
-            (traces / f"{kind}.jsonl").write_text(
-                "".join(t.model_dump_json() + "\n" for t in items), encoding="utf-8"
-            )
-            body = "\n\n".join(render_trace(t, tasks.get(t.key.task_id)) for t in items)
-            (traces / f"{kind}.md").write_text(
-                f"# {len(items)} {kind} train traces\n\n{body}\n", encoding="utf-8"
-            )
-        imported = [t for t in inp.imported_traces if not t.passed]
-        if imported:  # production failures from `traces import`: extra evidence, beside the suite's
-            (traces / "imported.jsonl").write_text(
-                "".join(t.model_dump_json() + "\n" for t in imported), encoding="utf-8"
-            )
-            body = "\n\n".join(render_trace(t) for t in imported)
-            (traces / "imported.md").write_text(
-                f"# {len(imported)} production traces (imported, labelled failed)\n\n{body}\n",
-                encoding="utf-8",
-            )
-        (workdir / "train_tasks.jsonl").write_text(
-            "".join(t.model_dump_json() + "\n" for t in inp.train_tasks), encoding="utf-8"
-        )
-        (workdir / "history.md").write_text(
-            f"# History of candidates\n\n{render_history(inp.history)}\n", encoding="utf-8"
-        )
-        (workdir / "current_files.md").write_text(render_files(inp.files, inp.editable), encoding="utf-8")
+        write_workspace(inp, workdir)
+        (workdir / HYPOTHESIS_FILE).touch()
         avoid_text = ""
         if avoid:
-            avoid_text = (
-                "- Already proposed this round (pick a different mechanism): " + "; ".join(avoid) + "\n"
+            avoid_text = f"\nAlready proposed this round (pick a different mechanism): {'; '.join(avoid)}\n"
+        imported = [t for t in inp.imported_traces if not t.passed]
+        imported_text = ""
+        if imported:
+            imported_text = (
+                f"- `traces/imported.md`: {len(imported)} failed production traces imported from real "
+                "logs. Fix their general cause too; the suite still decides acceptance.\n"
             )
-        (workdir / "INSTRUCTIONS.md").write_text(
-            INSTRUCTIONS.format(
+        (workdir / INSTRUCTIONS_FILE).write_text(
+            PROGRAM.format(
                 agent=inp.agent,
                 version=inp.version_label,
                 suite=inp.suite,
-                suite_description=inp.suite_description,
+                suite_description=inp.suite_description.strip(),
                 val_score=f"{inp.val_score:.4f}" if inp.val_score is not None else "not yet measured",
+                editable=", ".join(f"`{g}`" for g in inp.editable),
+                imported=imported_text,
+                check=CHECK_STEP.format(limit=self.max_checks) if self._checks(inp) else "",
+                hypothesis=HYPOTHESIS_FILE,
                 avoid=avoid_text,
-                editable=", ".join(inp.editable),
             ),
             encoding="utf-8",
         )
-        if imported:
-            with (workdir / "INSTRUCTIONS.md").open("a", encoding="utf-8") as handle:
-                handle.write(
-                    f"\nAlso read traces/imported.md: {len(imported)} failed production traces imported "
-                    "from real logs. Fix their general cause too; the suite still decides acceptance.\n"
-                )
-        (workdir / "home").mkdir()
+        (workdir / "home").mkdir(exist_ok=True)
 
-    def command_for(self, workdir: Path) -> list[str]:
-        argv = [a.replace("{workdir}", str(workdir)) for a in self.argv]
+    def command_for(self, workdir: Path, files: Sequence[str] = ()) -> list[str]:
+        argv = expand(self.argv, prompt=PROMPT, workdir=str(workdir), files=list(files))
         argv[0] = str(self.executable)
         if self.bwrap is None:
             return argv
-        ro = [*install_trees(self.executable, never=[self.project_dir, Path.home()]), *self.ro_binds]
+        never = [self.project_dir, Path.home()]
+        ro = [*install_trees(self.executable, never=never), *self.ro_binds]
+        if (workdir / SCRIPT_NAME).exists():  # ./check runs on this Python
+            ro += install_trees(Path(sys.executable), never=never)
         return agent_sandbox(argv, workdir, ro, self.rw_binds)
 
     def _run(self, argv: list[str], workdir: Path) -> tuple[int | None, str, float]:
@@ -308,7 +337,7 @@ class AgentCLIProposer:
         with subprocess.Popen(
             argv,
             cwd=workdir,
-            env=_clean_env(self.pass_env, workdir / "home"),
+            env=_clean_env(self.pass_env, workdir / "home", self.env),
             stdin=subprocess.DEVNULL,
             stdout=subprocess.PIPE,
             stderr=subprocess.STDOUT,
@@ -324,34 +353,46 @@ class AgentCLIProposer:
         text = out.decode("utf-8", errors="replace")[-OUTPUT_TAIL_CHARS:]
         return rc, text, time.monotonic() - start
 
-    def _one(self, inp: ProposalInput, workdir: Path, avoid: list[str], index: int) -> Proposal | None:
-        self.prepare(inp, workdir, avoid)
+    def _execute(self, inp: ProposalInput, workdir: Path) -> tuple[int | None, str, float, list[str]]:
+        """Run the agent once in `workdir`, with a check server while it runs when one is available."""
+        files = [f"{HARNESS_DIR}/{p}" for p in sorted(inp.files) if is_editable(p, inp.editable)]
+        server = None
+        if self._checks(inp):
+            assert inp.checker is not None
+            server = CheckServer(workdir, inp.checker, self.max_checks)
+            if server.available():
+                server.write_client()
+            else:
+                server = None
         try:
-            rc, output, seconds = self._run(self.command_for(workdir), workdir)
+            argv = self.command_for(workdir, [*files, HYPOTHESIS_FILE])
+            if server is None:
+                rc, output, seconds = self._run(argv, workdir)
+            else:
+                with server:
+                    rc, output, seconds = self._run(argv, workdir)
         except OSError as exc:
             raise UserError(
                 f"the agent command could not start: {exc}",
-                where="--agent-command",
+                where="--agent-cmd",
                 fix="check the command and that it is executable",
             ) from exc
+        results = server.results if server else []
+        checks = [f"check {i}: {'ok' if r.ok else 'failed'}" for i, r in enumerate(results, 1)]
+        return rc, output, seconds, checks
+
+    def _one(self, inp: ProposalInput, workdir: Path, avoid: list[str], index: int) -> Proposal | str:
+        """A proposal, or why there is none."""
+        self.prepare(inp, workdir, avoid)
+        rc, output, seconds, checks = self._execute(inp, workdir)
         if rc is None:
-            self._drop(index, f"timed out after {self.timeout_s:g}s", output)
-            return None
+            return self._drop(index, f"timed out after {self.timeout_s:g}s", output)
         if rc != 0:
-            self._drop(index, f"exited with status {rc}", output)
-            return None
-        after, unreadable = read_harness(workdir / "harness")
-        raw: dict[str, str | None] = {p: c for p, c in after.items() if inp.files.get(p) != c}
-        raw.update({p: None for p in inp.files if p not in after and clean_path(p) is not None})
-        edits, dropped = restrict_edits(raw, inp.files, inp.editable)
-        dropped = unreadable + dropped
+            return self._drop(index, f"exited with status {rc}", output)
+        edits, dropped = harness_edits(inp, workdir)
         if not edits:
-            self._drop(index, "the agent changed no editable file", output)
-            return None
-        hyp_path = workdir / HYPOTHESIS_FILE
-        mechanism, hypothesis = parse_hypothesis(
-            hyp_path.read_text(encoding="utf-8", errors="replace") if hyp_path.is_file() else ""
-        )
+            return self._drop(index, "the agent changed no editable file", output)
+        mechanism, hypothesis = _hypothesis(workdir)
         return Proposal(
             proposer=self.name,
             mechanism=mechanism or "unstated",
@@ -363,12 +404,13 @@ class AgentCLIProposer:
                 "sandbox": "bwrap" if self.bwrap else "none",
                 "seconds": round(seconds, 3),
                 "dropped_edits": dropped,
+                "checks": checks,
                 "output_tail": output,
                 "workdir": str(workdir) if self.keep_workdir else None,
             },
         )
 
-    def _drop(self, index: int, why: str, output: str) -> None:
+    def _drop(self, index: int, why: str, output: str) -> str:
         line = f"candidate {index + 1}: {why}; output tail: {output[-500:]!r}"
         log.warning("agent proposer: %s", line)
-        self.notes.append(line)
+        return line

@@ -9,6 +9,8 @@ Each `Proposal` is one mechanism with one stated hypothesis, so an accepted gain
 from __future__ import annotations
 
 import hashlib
+from collections.abc import Callable
+from pathlib import Path
 from typing import Any, Literal, Protocol, runtime_checkable
 
 from pydantic import BaseModel, ConfigDict, Field
@@ -49,6 +51,13 @@ def opaque_task_key(salt: str, task_id: str) -> str:
     return hashlib.sha256(f"{salt}\0{task_id}".encode()).hexdigest()[:12]
 
 
+class CheckResult(BaseModel):
+    """What a proposer's `check` of a candidate directory found: train evidence only."""
+
+    ok: bool = Field(description="It loads and its train task ran without a crash, timeout or limit.")
+    report: str = Field(description="Load result, then the train task's score, feedback and raw trace.")
+
+
 class ProposalInput(BaseModel):
     """Everything a proposer may read. Train-only by construction."""
 
@@ -81,6 +90,57 @@ class ProposalInput(BaseModel):
         "meta['retest'] = True.",
     )
     seed: int = 0
+    history_dir: Path | None = Field(
+        default=None,
+        description="The run's history filesystem (`propose/history_fs.py`): INDEX.md and one folder "
+        "per candidate with its files, outcome, per-task train scores and raw train traces. Built "
+        "from train rollouts only; None when the proposer does not read one.",
+    )
+    checker: Callable[[Path, str | None], CheckResult] | None = Field(
+        default=None,
+        exclude=True,
+        description="Checks a candidate directory the way the loop validates one (loads, renders, "
+        "compiles, runs one train task); the second argument picks the train task. None: no check.",
+    )
+
+
+class MetaSpend(BaseModel):
+    """What the meta-model (or coding agent) cost to make one proposal, or to fail to make one."""
+
+    model: str | None = Field(default=None, description="The meta-model or agent command.")
+    calls: int = Field(default=0, description="Meta-model calls made.")
+    tokens_in: int = 0
+    tokens_out: int = 0
+    cost_usd: float = 0.0
+    seconds: float = Field(default=0.0, description="Wall time of the proposal.")
+    context_tokens: int | None = Field(
+        default=None, description="The context window the prompts were budgeted to."
+    )
+    largest_call_tokens: int = Field(
+        default=0, description="Prompt + completion tokens of the largest single call (as reported)."
+    )
+    overflows: int = Field(default=0, description="Calls the model refused as longer than its context.")
+
+    def add(self, other: MetaSpend) -> MetaSpend:
+        """Both spends together (a round's total, a run's total)."""
+        return MetaSpend(
+            model=self.model or other.model,
+            calls=self.calls + other.calls,
+            tokens_in=self.tokens_in + other.tokens_in,
+            tokens_out=self.tokens_out + other.tokens_out,
+            cost_usd=self.cost_usd + other.cost_usd,
+            seconds=self.seconds + other.seconds,
+            context_tokens=self.context_tokens or other.context_tokens,
+            largest_call_tokens=max(self.largest_call_tokens, other.largest_call_tokens),
+            overflows=self.overflows + other.overflows,
+        )
+
+
+class FailedProposal(BaseModel):
+    """An attempt that produced no candidate: why, and what it cost (the loop records both)."""
+
+    reason: str
+    spend: MetaSpend = Field(default_factory=MetaSpend)
 
 
 class Proposal(BaseModel):
@@ -92,6 +152,9 @@ class Proposal(BaseModel):
     changes: list[str] = Field(default_factory=list, description="One line per change made.")
     edits: dict[str, str | None] = Field(description="Relative path -> new content (None deletes).")
     meta: dict[str, Any] = Field(default_factory=dict, description="Proposer-specific extras (cost...).")
+    spend: MetaSpend | None = Field(
+        default=None, description="Meta-model spend of this proposal (None: the proposer calls no model)."
+    )
 
 
 @runtime_checkable
@@ -103,5 +166,11 @@ class Proposer(Protocol):
 
         Never raise for a bad idea: return fewer proposals. Raise `UserError` only for a
         misconfiguration the user must fix (e.g. the external agent command does not exist).
+
+        Optional members the loop reads with `getattr` (a proposer without them keeps the defaults):
+        `reads_history` (False; True: the loop builds `ProposalInput.history_dir` for it),
+        `exhaustible` (True: an empty answer means nothing is left to try and the run stops;
+        False: it means the attempts failed, and only a streak of failed rounds stops the run), and
+        `failures` (a list of `FailedProposal` for the last call, each recorded with its spend).
         """
         ...

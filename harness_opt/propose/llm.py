@@ -1,38 +1,57 @@
-"""The `llm` proposer: a dspy meta-agent that reads raw failing train traces and rewrites harness files.
+"""The `llm` proposer: a meta-model through dspy, as a tool-using agent or in one call.
 
-One dspy call produces one candidate (one mechanism, its hypothesis, full new file contents). For `n`
-candidates it makes `n` calls, each told which mechanisms this round already proposed, because a bad
-reply then costs one candidate instead of all of them, each reply stays small enough to carry whole
-files, and the exclusion list keeps the candidates on different mechanisms (so a gain is attributable).
+Tools mode (the default) is Meta-Harness's proposer in small: an agent (`meta_agent.py`) that lists
+the candidates tried so far, greps and reads their raw train traces and files in the history
+filesystem, writes the files of a new candidate and checks it, step by step, each step planned to
+fit the meta-model's context. Single mode is the cheaper option: one dspy call over a selection of
+the current version's raw traces cut to the context budget, returning whole new file contents.
+
+Both fit the model they are given (`meta_context.py`): the context window is read from the model (or
+`--meta-context`), prompts are planned inside it, and a call that is refused or unusable is retried
+with less evidence. For `n` candidates the proposer runs `n` episodes (or calls), each told which
+mechanisms this round already proposed, so a bad reply costs one candidate and the candidates stay on
+different mechanisms (a gain is attributable). Every proposal, made or failed, carries its spend.
 """
 
 from __future__ import annotations
 
 import logging
-from fnmatch import fnmatch
-from pathlib import PurePosixPath
-from typing import Any
+import shutil
+import tempfile
+from pathlib import Path
+from typing import Any, Literal
 
 import dspy
 from pydantic import BaseModel, Field
 
 from harness_opt.errors import ModelError
-from harness_opt.propose.base import Proposal, ProposalInput
+from harness_opt.propose.base import FailedProposal, Proposal, ProposalInput
 from harness_opt.propose.evidence import (
-    estimate_tokens,
+    CHARS_PER_TOKEN,
     render_files,
     render_history,
     render_imported,
     select_traces,
 )
+from harness_opt.propose.meta_agent import ToolAgent, brief
+from harness_opt.propose.meta_context import (
+    ContextBudget,
+    SpendMeter,
+    is_config_error,
+    is_context_error,
+)
+from harness_opt.propose.meta_tools import Workbench
+from harness_opt.propose.workspace import clean_path, harness_edits, restrict_edits, write_workspace
+
+__all__ = ["FileEdit", "LLMProposer", "ProposeHarnessChange", "clean_path", "restrict_edits"]
 
 log = logging.getLogger(__name__)
 
-PROMPT_OVERHEAD_TOKENS = 2_000
-"""Instructions and field markers dspy adds around our inputs."""
-
-MIN_TRACE_BUDGET_TOKENS = 2_000
-"""Even when the files and history are large, leave at least this much for traces."""
+PROMPT_OVERHEAD_CHARS = 4_000
+"""Instructions and field markers dspy adds around our inputs (the signature's docstring and headers)."""
+EVIDENCE_SHARES = (1.0, 0.5, 0.25, 0.0)
+"""Single mode: the share of the trace budget each attempt uses; a refused or unusable reply is
+retried with the next (0.0: files and history only)."""
 
 
 class FileEdit(BaseModel):
@@ -70,110 +89,128 @@ class ProposeHarnessChange(dspy.Signature):
     edits: list[FileEdit] = dspy.OutputField(desc="The files you change, each with its full new content")
 
 
-def clean_path(path: str) -> str | None:
-    """A safe relative POSIX path, or None for one that could escape the version directory."""
-    p = path.strip().replace("\\", "/")
-    while p.startswith("./"):
-        p = p[2:]
-    pure = PurePosixPath(p)
-    if not p or pure.is_absolute() or ".." in pure.parts:
-        return None
-    return str(pure)
-
-
-def restrict_edits(
-    edits: dict[str, str | None], files: dict[str, str], editable: tuple[str, ...]
-) -> tuple[dict[str, str | None], list[str]]:
-    """Keep edits to editable paths that change something; return them and a note per dropped edit.
-
-    The loop rejects non-editable edits too; dropping them here keeps a partly good candidate alive.
-    """
-    kept: dict[str, str | None] = {}
-    notes: list[str] = []
-    for raw, content in edits.items():
-        path = clean_path(raw)
-        if path is None:
-            notes.append(f"dropped {raw!r}: not a relative path inside the version")
-        elif not any(fnmatch(path, glob) for glob in editable):
-            notes.append(f"dropped {path}: not editable (editable: {', '.join(editable)})")
-        elif content == files.get(path) or (content is None and path not in files):
-            notes.append(f"dropped {path}: no change")
-        else:
-            kept[path] = content
-    return kept, notes
-
-
-def _usage(entries: list[dict[str, Any]]) -> dict[str, Any]:
-    tokens_in = tokens_out = 0
-    cost = 0.0
-    for e in entries:
-        usage = e.get("usage") or {}
-        tokens_in += int(usage.get("prompt_tokens") or 0)
-        tokens_out += int(usage.get("completion_tokens") or 0)
-        cost += float(e.get("cost") or 0.0)
-    return {
-        "meta_calls": len(entries),
-        "meta_tokens_in": tokens_in,
-        "meta_tokens_out": tokens_out,
-        "meta_cost_usd": cost,
-    }
-
-
-_CONFIG_ERRORS = frozenset({"AuthenticationError", "PermissionDeniedError"})
-
-
-def _is_config_error(exc: BaseException) -> bool:
-    """Errors no retry or other candidate can fix: a bad key or a model litellm cannot route."""
-    seen: BaseException | None = exc
-    while seen is not None:
-        name = type(seen).__name__
-        if name in _CONFIG_ERRORS or "LLM Provider NOT provided" in str(seen):
-            return True
-        seen = seen.__cause__ or seen.__context__
-    return False
-
-
 class LLMProposer:
-    """A meta-agent through litellm, via dspy: one candidate per call, `n` calls per round."""
+    """A meta-agent through litellm, via dspy: one candidate per episode (or call), `n` per round."""
 
     name = "llm"
+    reads_history = True
+    exhaustible = False
 
     def __init__(
         self,
         meta_model: str,
         *,
-        context_budget_tokens: int = 60_000,
+        mode: Literal["tools", "single"] = "tools",
+        context_tokens: int | None = None,
+        max_steps: int = 16,
+        max_checks: int = 5,
         temperature: float = 0.7,
         api_base: str | None = None,
-        max_tokens: int | None = None,
         num_retries: int = 3,
     ) -> None:
         _check_model(meta_model)
         self.meta_model = meta_model
-        self.context_budget_tokens = context_budget_tokens
+        self.mode = mode
+        self.budget = ContextBudget.plan(meta_model, context_tokens)
+        self.max_steps = max_steps
+        self.max_checks = max_checks
         self.temperature = temperature
-        kwargs: dict[str, Any] = {}
-        if api_base:
-            kwargs["api_base"] = api_base
+        kwargs: dict[str, Any] = {"api_base": api_base} if api_base else {}
         # cache=False: a meta-agent asked twice should think twice; dspy's disk cache would replay.
         self.lm = dspy.LM(
             meta_model,
             temperature=temperature,
-            max_tokens=max_tokens,
+            max_tokens=self.budget.output_tokens,
             cache=False,
             num_retries=num_retries,
             engine="litellm",
             **kwargs,
         )
-        self.notes: list[str] = []
-        """Why the last `propose` returned fewer than `n` proposals (parse failures, dropped edits)."""
+        # The embedded models honour a JSON schema by grammar: JSON replies parse where free text may
+        # not, and it saves the ChatAdapter -> JSONAdapter second call on every unparsed reply.
+        self.adapter = dspy.JSONAdapter() if meta_model.startswith("local/") else dspy.ChatAdapter()
+        self.failures: list[FailedProposal] = []
+        """Why the last `propose` returned fewer than `n` proposals, with what each attempt cost."""
         self.last_prompts: list[list[dict[str, Any]]] = []
         """The messages sent in the last `propose`, for audit and tests."""
 
+    @property
+    def notes(self) -> list[str]:
+        return [f.reason for f in self.failures]
+
+    def propose(self, inp: ProposalInput, n: int) -> list[Proposal]:
+        self.failures = []
+        self.last_prompts = []
+        proposals: list[Proposal] = []
+        for i in range(n):
+            avoid = [p.mechanism for p in proposals]
+            meter = SpendMeter(self.meta_model, self.budget.window)
+            if self.mode == "tools":
+                result = self._episode(inp, avoid, i, meter)
+            else:
+                result = self._single(inp, seed=inp.seed * 1_000 + i, avoid=avoid, meter=meter)
+            spend = meter.spend()
+            if isinstance(result, Proposal) and any(p.edits == result.edits for p in proposals):
+                result = f"same edits as an earlier candidate ({result.mechanism}); dropped"
+            if isinstance(result, Proposal):
+                result.spend = spend
+                result.meta.update(_spend_meta(spend.model_dump()))
+                proposals.append(result)
+            else:
+                line = f"candidate {i + 1}: {result}"
+                log.warning("llm proposer: %s", line)
+                self.failures.append(FailedProposal(reason=line, spend=spend))
+        return proposals
+
+    # ----------------------------------------------------------------------------- tools mode
+
+    def _episode(
+        self, inp: ProposalInput, avoid: list[str], index: int, meter: SpendMeter
+    ) -> Proposal | str:
+        workdir = Path(tempfile.mkdtemp(prefix="harness-opt-meta-"))
+        try:
+            write_workspace(inp, workdir)
+            bench = Workbench(
+                root=workdir,
+                editable=inp.editable,
+                max_chars=max(1_000, int(self.budget.prompt_chars / 4)),
+                checker=inp.checker,
+                max_checks=self.max_checks,
+            )
+            agent = ToolAgent(self.lm, self.budget, max_steps=self.max_steps, adapter=self.adapter)
+            episode = agent.run(bench, brief(inp, avoid), meter)
+            self.last_prompts.extend(agent.prompts)
+            edits, dropped = harness_edits(inp, workdir)
+        finally:
+            shutil.rmtree(workdir, ignore_errors=True)
+        if not edits:
+            return f"the meta-agent wrote no usable edit ({episode.ended}; {len(episode.steps)} steps)"
+        said = bench.finished or {}
+        mechanism = " ".join(said.get("mechanism", "").split()) or f"edits to {', '.join(sorted(edits))}"
+        return Proposal(
+            proposer=self.name,
+            mechanism=mechanism,
+            hypothesis=said.get("hypothesis", "").strip() or "(the meta-agent stopped before stating one)",
+            changes=[f"{'delete' if c is None else 'edit'} {p}" for p, c in sorted(edits.items())],
+            edits=edits,
+            meta={
+                "meta_model": self.meta_model,
+                "mode": "tools",
+                "steps": [f"{s.tool}({_short_args(s.args)})" for s in episode.steps],
+                "ended": episode.ended,
+                "checks": [c.ok for c in bench.checks],
+                "dropped_edits": dropped,
+                "context": self.budget.window,
+            },
+        )
+
+    # ---------------------------------------------------------------------------- single mode
+
     def inputs(
-        self, inp: ProposalInput, seed: int, avoid: list[str]
+        self, inp: ProposalInput, seed: int, avoid: list[str], share: float = 1.0
     ) -> tuple[dict[str, Any], dict[str, Any]]:
-        """The signature's inputs for one call, and what the evidence selection showed (for meta)."""
+        """The signature's inputs for one call within the context budget (traces get what the files,
+        history and instructions leave, times `share`), and what the evidence selection showed."""
         val = f"{inp.val_score:.4f}" if inp.val_score is not None else "not yet measured"
         context = (
             f"suite: {inp.suite}\n{inp.suite_description}\n\nagent: {inp.agent}, current version "
@@ -181,8 +218,10 @@ class LLMProposer:
         )
         files = render_files(inp.files, inp.editable)
         history = render_history(inp.history)
-        fixed = estimate_tokens(context + files + history) + PROMPT_OVERHEAD_TOKENS
-        budget = max(self.context_budget_tokens - fixed, MIN_TRACE_BUDGET_TOKENS)
+        fixed_chars = len(context) + len(files) + len(history) + PROMPT_OVERHEAD_CHARS
+        room_chars = max(self.budget.prompt_chars - fixed_chars, 0) * share
+        # evidence.py counts CHARS_PER_TOKEN characters per token: its budget is the room in characters.
+        budget = int(room_chars / CHARS_PER_TOKEN)
         # Imported production failures get a quarter of the trace budget, in their own section.
         imported_budget = budget // 4 if any(not t.passed for t in inp.imported_traces) else 0
         sel = select_traces(
@@ -200,47 +239,40 @@ class LLMProposer:
         }
         return values, sel.summary()
 
-    def propose(self, inp: ProposalInput, n: int) -> list[Proposal]:
-        self.notes = []
-        self.last_prompts = []
-        proposals: list[Proposal] = []
-        for i in range(n):
-            avoid = [p.mechanism for p in proposals]
-            proposal = self._one(inp, seed=inp.seed * 1_000 + i, avoid=avoid, index=i)
-            if proposal is None:
+    def _single(
+        self, inp: ProposalInput, *, seed: int, avoid: list[str], meter: SpendMeter
+    ) -> Proposal | str:
+        why = "no attempt made"
+        for share in EVIDENCE_SHARES:
+            values, evidence = self.inputs(inp, seed, avoid, share)
+            before = {e.get("uuid") for e in self.lm.history}
+            try:
+                with dspy.context(lm=self.lm, adapter=self.adapter):
+                    pred = dspy.Predict(ProposeHarnessChange)(**values)
+            except Exception as exc:  # a bad reply is a lost attempt, never a stopped loop
+                if is_config_error(exc):
+                    raise ModelError(
+                        f"the meta-model call failed: {exc}",
+                        where=f"--meta-model {self.meta_model}",
+                        fix="check the model string and its API key environment variable",
+                    ) from exc
+                meter.overflows += int(is_context_error(exc))
+                why = f"meta-model reply unusable: {type(exc).__name__}: {str(exc)[:500]}"
+                log.info("llm proposer: %s (evidence share %.2f); retrying with less", why, share)
                 continue
-            if any(p.edits == proposal.edits for p in proposals):
-                self._note(i, f"same edits as an earlier candidate ({proposal.mechanism}); dropped")
-                continue
-            proposals.append(proposal)
-        return proposals
+            finally:
+                taken = meter.take(self.lm.history, before)
+                self.last_prompts.extend(e.get("messages") or [] for e in taken)
+            return self._from_prediction(inp, pred, seed, evidence, share)
+        return why
 
-    def _one(self, inp: ProposalInput, *, seed: int, avoid: list[str], index: int) -> Proposal | None:
-        values, evidence = self.inputs(inp, seed, avoid)
-        before = {e.get("uuid") for e in self.lm.history}
-        try:
-            with dspy.context(lm=self.lm, adapter=dspy.ChatAdapter()):
-                pred = dspy.Predict(ProposeHarnessChange)(**values)
-        except Exception as exc:  # a bad reply is a lost candidate, never a stopped loop
-            if _is_config_error(exc):
-                raise ModelError(
-                    f"the meta-model call failed: {exc}",
-                    where=f"--meta-model {self.meta_model}",
-                    fix="check the model string and its API key environment variable",
-                ) from exc
-            self._note(index, f"meta-model reply unusable: {type(exc).__name__}: {str(exc)[:500]}")
-            return None
-        finally:
-            calls = [e for e in self.lm.history if e.get("uuid") not in before]
-            self.last_prompts.extend(e.get("messages") or [] for e in calls)
-        usage = _usage(calls)
+    def _from_prediction(
+        self, inp: ProposalInput, pred: Any, seed: int, evidence: dict[str, Any], share: float
+    ) -> Proposal | str:
         raw = {e.path: e.content for e in pred.edits or []}
         edits, dropped = restrict_edits(raw, inp.files, inp.editable)
-        for note in dropped:
-            self._note(index, note)
         if not edits:
-            self._note(index, "no usable edit left; candidate dropped")
-            return None
+            return f"no usable edit left; candidate dropped ({'; '.join(dropped) or 'no edits'})"
         mechanism = " ".join(str(pred.mechanism).split()) or "unnamed"
         return Proposal(
             proposer=self.name,
@@ -249,20 +281,31 @@ class LLMProposer:
             changes=[str(c) for c in pred.changes or []] or [f"edit {p}" for p in edits],
             edits=edits,
             meta={
-                **usage,
                 "meta_model": self.meta_model,
+                "mode": "single",
                 "temperature": self.temperature,
                 "seed": seed,
                 "analysis": str(pred.analysis),
                 "dropped_edits": dropped,
-                "evidence": evidence,
+                "evidence": {**evidence, "share": share},
+                "context": self.budget.window,
             },
         )
 
-    def _note(self, index: int, text: str) -> None:
-        line = f"candidate {index + 1}: {text}"
-        log.warning("llm proposer: %s", line)
-        self.notes.append(line)
+
+def _short_args(args: dict[str, Any]) -> str:
+    text = ", ".join(f"{k}={str(v)[:60]!r}" for k, v in args.items())
+    return text[:200]
+
+
+def _spend_meta(spend: dict[str, Any]) -> dict[str, Any]:
+    """The spend under the names Proposal.meta used before `Proposal.spend` existed."""
+    return {
+        "meta_calls": spend["calls"],
+        "meta_tokens_in": spend["tokens_in"],
+        "meta_tokens_out": spend["tokens_out"],
+        "meta_cost_usd": spend["cost_usd"],
+    }
 
 
 def _check_model(model: str) -> None:

@@ -56,6 +56,9 @@ class Budget(BaseModel):
         json_schema_extra={"option": "budget"},
     )
     dollars: float | None = Field(default=None, gt=0, description="Model spend, task + meta-agent.")
+    meta_dollars: float | None = Field(
+        default=None, gt=0, description="Meta-agent spend alone (its proposals), USD."
+    )
     iterations: int | None = Field(default=None, ge=1, description="Proposal rounds.")
     rollouts: int | None = Field(
         default=None, ge=1, description="New rollouts executed (reused ones are free)."
@@ -89,6 +92,9 @@ class BudgetTracker:
             return StopReason(kind="wall_time", text=text)
         if b.dollars is not None and s.cost_usd >= b.dollars:
             return StopReason(kind="dollars", text=f"dollar budget (${b.dollars:.2f}) spent")
+        if b.meta_dollars is not None and s.meta.cost_usd >= b.meta_dollars:
+            text = f"meta-agent budget (${b.meta_dollars:.2f}) spent"
+            return StopReason(kind="meta_dollars", text=text)
         if b.iterations is not None and s.iteration >= b.iterations:
             return StopReason(kind="iterations", text=f"{b.iterations} iterations done")
         if b.rollouts is not None and s.rollouts >= b.rollouts:
@@ -102,6 +108,8 @@ class BudgetTracker:
             parts.append(f"{left / 60:.1f} min left")
         if b.dollars is not None:
             parts.append(f"${b.dollars - s.cost_usd:.2f} left")
+        if b.meta_dollars is not None:
+            parts.append(f"${b.meta_dollars - s.meta.cost_usd:.2f} meta left")
         if b.iterations is not None:
             parts.append(f"{b.iterations - s.iteration} iterations left")
         if b.rollouts is not None:

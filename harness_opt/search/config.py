@@ -12,7 +12,7 @@ from typing import Literal
 from pydantic import BaseModel, Field
 
 from harness_opt.llm.client import LLMConfig
-from harness_opt.search.budget import Budget
+from harness_opt.search.budget import Budget, Duration
 
 AGENT_HARNESS_EDITABLE: tuple[str, ...] = (
     "agent.py",
@@ -34,7 +34,48 @@ class OptimizeConfig(BaseModel):
         description="operators (offline), llm (a meta-model) or agent (a coding-agent command).",
     )
     meta_model: str | None = Field(default=None, description="litellm model of the llm proposer.")
-    agent_cmd: str | None = Field(default=None, description="Command of the agent proposer.")
+    proposer_mode: Literal["tools", "single"] = Field(
+        default="tools",
+        description="llm proposer: tools (an agent that lists, greps and reads the history of every "
+        "candidate and writes files) or single (one call over a budgeted cut of the traces; cheaper).",
+    )
+    meta_context: int | None = Field(
+        default=None,
+        ge=1024,
+        description="The meta-model's context window in tokens (default: litellm's model info, the "
+        "local model's context, else 32000).",
+    )
+    meta_steps: int = Field(
+        default=16, ge=2, le=200, description="llm proposer, tools mode: tool calls per proposal."
+    )
+    agent_cmd: str | None = Field(
+        default=None,
+        description="Command of the agent proposer; {workdir} and {prompt} are filled in.",
+    )
+    agent_preset: Literal["claude", "codex", "gemini", "aider", "opencode"] | None = Field(
+        default=None,
+        description="Coding-agent CLI run as the agent proposer with its non-interactive flags "
+        "(docs/proposers.md); --agent-cmd runs any other.",
+    )
+    agent_timeout: Duration = Field(
+        default=900.0, gt=0, description="agent proposer: time one candidate may take, e.g. 15m."
+    )
+    history_train: int = Field(
+        default=10,
+        ge=0,
+        description="llm/agent proposers: train tasks each valid candidate also runs, so the history "
+        "holds its train traces and per-task wins (0: its one validation task only).",
+    )
+    meta_history: Literal["run", "agent"] = Field(
+        default="run",
+        description="The history the llm/agent proposers read: this run's candidates, or those of "
+        "every optimize run of the agent in the ledger.",
+    )
+    max_checks: int = Field(
+        default=5,
+        ge=0,
+        description="llm/agent proposers: `check` runs (one train task each) a proposal may make.",
+    )
     budget: Budget = Field(default_factory=lambda: Budget(wall_s=20 * 60))
     parallel: int = Field(default=1, ge=1, le=16, description="Candidates proposed per iteration.")
     trials: int = Field(default=1, ge=1, description="Trials per val task.")
@@ -54,7 +95,12 @@ class OptimizeConfig(BaseModel):
     )
     seed: int = Field(default=0, description="Seed for sampling and proposers.")
     stop_file: Path | None = Field(default=None, description="Touch this file to end the run cleanly.")
-    max_invalid_streak: int = Field(default=5, ge=1, description="Stop after this many invalid rounds.")
+    max_invalid_streak: int = Field(
+        default=5,
+        ge=1,
+        description="Stop after this many rounds in a row without a valid candidate (all invalid, or "
+        "the proposer failed).",
+    )
     force: bool = Field(default=False, description="Start even when `harness-opt doctor` reports a FAIL.")
     evidence: list[Path] = Field(
         default_factory=list,

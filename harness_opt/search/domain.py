@@ -28,7 +28,7 @@ from typing import Literal, Protocol
 from harness_opt.errors import UserError
 from harness_opt.harness.version import HarnessVersion
 from harness_opt.ledger import Ledger
-from harness_opt.propose.base import HistoryEntry, ProposalInput, Proposer
+from harness_opt.propose.base import HistoryEntry, MetaSpend, ProposalInput, Proposer
 from harness_opt.search.config import OptimizeConfig
 from harness_opt.search.measurement import Measurement
 from harness_opt.search.records import CandidateRecord, OptimizeDisplay, SealedTest
@@ -52,11 +52,19 @@ class RunContext:
     resumed: bool = False
     iteration: int = 0
     """The iteration under way (0 while measuring the baseline)."""
+    history_dir: Path | None = None
+    """Where the domain builds the history filesystem its proposer reads (`propose/history_fs.py`),
+    or None when the proposer reads none (the offline operators)."""
 
     def charge(self, cost_usd: float = 0.0, executed: int = 0) -> None:
         """Count spend that this run caused now (reused results are free)."""
         self.state.cost_usd += cost_usd
         self.state.rollouts += executed
+
+    def charge_meta(self, spend: MetaSpend) -> None:
+        """Count what the meta-agent spent on a proposal (made or failed): in the run's cost too."""
+        self.state.meta = self.state.meta.add(spend)
+        self.state.cost_usd += spend.cost_usd
 
     def history(self) -> list[HistoryEntry]:
         """What was tried before this iteration and what became of it (the baseline is not a try).

@@ -20,8 +20,9 @@ from typing_extensions import Unpack
 from harness_opt.errors import UserError
 from harness_opt.evaluate.evaluator import new_run_id
 from harness_opt.harness.version import HarnessVersion
+from harness_opt.home import home_dir
 from harness_opt.ledger import DecisionRow, Ledger
-from harness_opt.propose.base import Proposal, Proposer
+from harness_opt.propose.base import FailedProposal, MetaSpend, Proposal, Proposer
 from harness_opt.search.acceptance import Acceptance, Decision, acceptance_rule, simpler
 from harness_opt.search.budget import BudgetTracker
 from harness_opt.search.candidates import find_version, materialize
@@ -81,6 +82,8 @@ class Optimizer:
         model = self.domain.start(seed, self.config)
         proposer = self._proposer or make_proposer(self.config, self.domain)
         run = self._open(seed, model)
+        if getattr(proposer, "reads_history", False):
+            run.history_dir = home_dir() / "runs" / self.run_id / "history"
         tracker = BudgetTracker(self.config.budget, run.state, self.config.stop_file)
         base, noise = await self._baseline(seed, run)
         incumbent, inc_m = await self._incumbent(seed, base, run)
@@ -176,12 +179,17 @@ class Optimizer:
         cfg, it = self.config, run.iteration
         self.display.status(f"iteration {it}: gathering evidence for {incumbent.label}")
         inp = await self.domain.evidence(incumbent, inc_m, run)
-        self.display.status(f"iteration {it}: asking the {cfg.proposer} proposer")
+        name = str(getattr(proposer, "name", cfg.proposer))
+        self.display.status(f"iteration {it}: asking the {name} proposer")
         proposals = await asyncio.to_thread(proposer.propose, inp, cfg.parallel)
-        if not proposals:
-            text = f"the {cfg.proposer} proposer has no further proposals"
-            return incumbent, inc_m, StopReason(kind="no_proposals", text=text)
+        failures: list[FailedProposal] = list(getattr(proposer, "failures", None) or [])
+        if not proposals and not failures:
+            if getattr(proposer, "exhaustible", True):
+                text = f"the {name} proposer has no further proposals"
+                return incumbent, inc_m, StopReason(kind="no_proposals", text=text)
+            failures = [FailedProposal(reason=f"the {name} proposer returned no candidate")]
         candidates = self._candidates(run, proposals, incumbent)
+        candidates += self._failed(run, name, failures)
         judged: list[_Judged] = []
         for units in dict.fromkeys(c.units for c in candidates if c.version is not None):
             group = [c for c in candidates if c.version is not None and c.units == units]
@@ -206,12 +214,36 @@ class Optimizer:
         `meta["retest"]` asks to be measured on `meta["val_limit"]` units (a near miss, re-tested)."""
         out = []
         for proposal in proposals:
-            run.charge(cost_usd=float(proposal.meta.get("cost_usd", 0.0) or 0.0))
+            spend = proposal.spend
+            if spend is None and proposal.meta.get("cost_usd"):  # a third-party proposer's own figure
+                spend = MetaSpend(cost_usd=float(proposal.meta["cost_usd"]))
+            if spend is not None:
+                run.charge_meta(spend)
             version, record = materialize(
                 proposal, incumbent, run.iteration, editable=self.domain.editable, ledger=self.ledger
             )
+            record.spend = spend
             units = proposal.meta.get("val_limit") if proposal.meta.get("retest") else None
             out.append(_Candidate(version, record, int(units) if units else None))
+        return out
+
+    def _failed(self, run: RunContext, proposer: str, failures: list[FailedProposal]) -> list[_Candidate]:
+        """An attempt that produced no candidate is an invalid decision with its spend: the ledger
+        shows what it cost, the proposer's history shows why, and a streak of them ends the run."""
+        out = []
+        for i, failure in enumerate(failures, 1):
+            run.charge_meta(failure.spend)
+            record = CandidateRecord(
+                iteration=run.iteration,
+                candidate="-",
+                proposer=proposer,
+                mechanism=f"no proposal (attempt {i})",
+                hypothesis="",
+                outcome="invalid",
+                reason=failure.reason,
+                spend=failure.spend,
+            )
+            out.append(_Candidate(None, record))
         return out
 
     async def _remeasure(self, incumbent: HarnessVersion, run: RunContext, units: int) -> Measurement:
@@ -282,6 +314,7 @@ class Optimizer:
             return
         self.domain.decided(record, measurement, run)
         run.records.append(record)
+        spend = record.spend or MetaSpend()
         self.ledger.add_decision(
             DecisionRow(
                 run_id=self.run_id,
@@ -293,6 +326,12 @@ class Optimizer:
                 accepted=record.outcome == "accepted",
                 reason=record.reason,
                 detail=record.model_dump(mode="json"),
+                meta_model=spend.model,
+                meta_calls=spend.calls,
+                meta_tokens_in=spend.tokens_in,
+                meta_tokens_out=spend.tokens_out,
+                meta_cost_usd=spend.cost_usd,
+                meta_seconds=spend.seconds,
             )
         )
         self.display.candidate(record)
@@ -329,6 +368,7 @@ class Optimizer:
             noise=run.state.noise or 0.0,
             candidates=run.records,
             cost_usd=run.state.cost_usd,
+            meta=run.state.meta,
             rollouts_run=run.state.rollouts,
             elapsed_s=run.state.elapsed_s,
         )

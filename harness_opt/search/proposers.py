@@ -23,11 +23,30 @@ def make_proposer(config: OptimizeConfig, domain: Domain) -> Proposer:
                 fix="pass --meta-model, e.g. --meta-model openai/gpt-4.1 or local/smollm2",
             )
         validate_model(config.meta_model)
-        from harness_opt.propose.llm import LLMProposer
+        from harness_opt.propose.llm import LLMProposer  # dspy loads only when a meta-model is used
 
-        return LLMProposer(config.meta_model)
-    if not config.agent_cmd:
-        raise UserError("the agent proposer needs a command", fix="pass --agent-cmd 'your-coding-agent ...'")
+        return LLMProposer(
+            config.meta_model,
+            mode=config.proposer_mode,
+            context_tokens=config.meta_context,
+            max_steps=config.meta_steps,
+            max_checks=config.max_checks,
+        )
+    if config.agent_cmd and config.agent_preset:
+        raise UserError(
+            "both --agent-cmd and --agent-preset are given",
+            fix="keep one: a preset runs a known coding-agent CLI, --agent-cmd any command",
+        )
+    if not config.agent_cmd and not config.agent_preset:
+        raise UserError(
+            "the agent proposer needs a coding agent",
+            fix="pass --agent-preset claude|codex|gemini|aider|opencode, or --agent-cmd 'your-agent ...'",
+        )
     from harness_opt.propose.agent_cli import AgentCLIProposer
 
-    return AgentCLIProposer(config.agent_cmd)
+    if config.agent_preset:
+        return AgentCLIProposer.from_preset(
+            config.agent_preset, timeout_s=config.agent_timeout, max_checks=config.max_checks
+        )
+    assert config.agent_cmd is not None
+    return AgentCLIProposer(config.agent_cmd, timeout_s=config.agent_timeout, max_checks=config.max_checks)

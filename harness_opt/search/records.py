@@ -6,10 +6,17 @@ from typing import Literal, Protocol
 
 from pydantic import AliasChoices, BaseModel, Field
 
-from harness_opt.propose.base import HistoryEntry
+from harness_opt.propose.base import HistoryEntry, MetaSpend
 
 StopKind = Literal[
-    "stop_file", "wall_time", "dollars", "iterations", "rollouts", "no_proposals", "invalid_streak"
+    "stop_file",
+    "wall_time",
+    "dollars",
+    "meta_dollars",
+    "iterations",
+    "rollouts",
+    "no_proposals",
+    "invalid_streak",
 ]
 
 
@@ -31,6 +38,9 @@ class CandidateRecord(HistoryEntry):
     outcome: Literal["baseline", "accepted", "rejected", "invalid"]  # type: ignore[assignment]
     hash: str = ""
     val_score: float | None = None
+    spend: MetaSpend | None = Field(
+        default=None, description="What the meta-model spent proposing it (None: no meta-model)."
+    )
 
     @property
     def label(self) -> str:
@@ -79,7 +89,10 @@ class OptimizeResult(BaseModel):
     test_p_value: float | None = Field(default=None, description="Paired test of best vs baseline on test.")
     noise: float = 0.0
     candidates: list[CandidateRecord] = Field(default_factory=list)
-    cost_usd: float = 0.0
+    cost_usd: float = Field(default=0.0, description="Model spend: task rollouts and the meta-model.")
+    meta: MetaSpend = Field(
+        default_factory=MetaSpend, description="The meta-model's share: calls, tokens, cost, time."
+    )
     rollouts_run: int = 0
     elapsed_s: float = 0.0
     plot: str | None = Field(default=None, description="progress.png, when the caller drew it.")

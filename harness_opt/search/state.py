@@ -16,6 +16,7 @@ from pydantic import BaseModel, Field
 
 from harness_opt.errors import UserError
 from harness_opt.ledger import Ledger
+from harness_opt.propose.base import MetaSpend
 from harness_opt.search.measurement import Measurement
 from harness_opt.search.records import CandidateRecord, OptimizeResult
 
@@ -26,6 +27,10 @@ class RunState(BaseModel):
     iteration: int = Field(default=0, description="Iterations finished.")
     elapsed_s: float = Field(default=0.0, description="Wall time spent, across resumes.")
     cost_usd: float = Field(default=0.0, description="Model spend: task rollouts and the meta-agent.")
+    meta: MetaSpend = Field(
+        default_factory=MetaSpend,
+        description="The meta-agent's spend (its cost is also in cost_usd): calls, tokens, time.",
+    )
     rollouts: int = Field(
         default=0, description="Rollouts (or training runs) executed, reused ones excluded."
     )

@@ -23,10 +23,12 @@ def print_board(board: Leaderboard, console: Console) -> None:
         "tasks",
         "rollouts",
         "cost/task",
+        "meta spend",
         "proposer",
         "parent",
     ):
-        table.add_column(col, justify="right" if col in ("#", "tasks", "rollouts", "cost/task") else "left")
+        right = ("#", "tasks", "rollouts", "cost/task", "meta spend")
+        table.add_column(col, justify="right" if col in right else "left")
     for r in board.rows:
         marks = ("★" if r.incumbent else "") + ("◆" if r.pareto else "")
         table.add_row(
@@ -38,13 +40,18 @@ def print_board(board: Leaderboard, console: Console) -> None:
             str(r.n_tasks),
             str(r.n_rollouts),
             f"${r.cost_per_task:.5f}",
+            "-" if r.meta_cost_usd is None else f"${r.meta_cost_usd:.4f} {r.meta_tokens:,} tok",
             r.proposer,
             r.parent or "-",
             style="bold" if r.incumbent else None,
         )
     console.print(table)
     how = f"★ incumbent: {board.incumbent.how}" if board.incumbent else "★ incumbent: none"
-    console.print(f"{how}   ◆ Pareto set (score up, cost per task down)", highlight=False)
+    console.print(
+        f"{how}   ◆ Pareto set (score up, cost per task down)   meta spend: what the meta-model spent "
+        "proposing the version",
+        highlight=False,
+    )
 
 
 def print_experiments(run_id: str | None, as_json: bool) -> None:

@@ -16,6 +16,7 @@ from harness_opt.cli.options import Options, derived
 from harness_opt.search.config import OptimizeConfig
 
 if TYPE_CHECKING:
+    from harness_opt.propose.base import MetaSpend
     from harness_opt.search.records import CandidateRecord, OptimizeResult, SplitFigures
 
 _STYLE = {"accepted": "green", "rejected": "yellow", "invalid": "red", "baseline": "cyan"}
@@ -94,14 +95,39 @@ class LineDisplay:
 
     def candidate(self, record: CandidateRecord) -> None:
         val = "-" if record.val_score is None else f"{record.val_score:.3f}"
+        spent = f" · meta {spend_text(record.spend)}" if record.spend and record.spend.model else ""
         self.console.print(
             f"→ it {record.iteration} {record.label} [{record.mechanism}] val {val}: "
-            f"{record.outcome} ({record.reason})",
+            f"{record.outcome} ({record.reason}){spent}",
             highlight=False,
         )
 
     def incumbent(self, label: str, val_score: float, budget: str) -> None:
         self.console.print(f"incumbent {label} val {val_score:.3f} · budget: {budget}", highlight=False)
+
+
+def spend_text(spend: MetaSpend) -> str:
+    """Calls, tokens, dollars and time of meta-model spend, in one short phrase."""
+    calls = ""
+    if spend.calls:
+        calls = f"{spend.calls} calls, {spend.tokens_in:,} tokens in / {spend.tokens_out:,} out, "
+    return f"{calls}${spend.cost_usd:.4f}, {spend.seconds:.1f} s"
+
+
+def print_meta(result: OptimizeResult, console: Console) -> None:
+    """The meta-agent's share of the run: proposals, calls, tokens, dollars, time, context use."""
+    meta = result.meta
+    if not meta.model:
+        return
+    proposals = sum(1 for c in result.candidates if c.spend is not None and c.spend.model)
+    window = ""
+    if meta.context_tokens and meta.calls:
+        window = f"; largest call {meta.largest_call_tokens:,} of {meta.context_tokens:,} tokens"
+    console.print(
+        f"meta-agent {meta.model}: {proposals} proposals · {spend_text(meta)} "
+        f"(included in the total){window}",
+        highlight=False,
+    )
 
 
 def render_summary(result: OptimizeResult, console: Console) -> None:
@@ -143,6 +169,7 @@ def render_summary(result: OptimizeResult, console: Console) -> None:
         f"{n} candidates ({invalid} invalid) · {result.rollouts_run} rollouts run · "
         f"${result.cost_usd:.4f} · {result.elapsed_s / 60:.1f} min · stopped: {result.stop_reason}"
     )
+    print_meta(result, console)
     console.print(f"best version: [bold]{result.best_path}[/]   noise (baseline repeats): {result.noise:.3f}")
     if result.plot:
         console.print(f"progress plot: {result.plot}")

@@ -7,7 +7,9 @@ for a fair head-to-head use `diff`, which pairs tasks and trials.
 The **incumbent** of a suite is the final incumbent of the latest optimize run on it (the candidate
 of its last accepted decision, or its baseline when nothing was accepted); with no optimize run, the
 top-ranked version. The **Pareto set** holds every version no other version beats on both score
-(higher) and cost per task (lower): the choices worth making when money matters.
+(higher) and cost per task (lower): the choices worth making when money matters. The meta columns
+are what the meta-model spent proposing each version (its tokens, cost and time; none for a seed or
+an offline operator).
 """
 
 from __future__ import annotations
@@ -19,6 +21,7 @@ from pydantic import BaseModel, Field
 from scipy import stats as sps
 
 from harness_opt.evaluate.stats import wilson
+from harness_opt.ledger.history import version_meta_spend
 from harness_opt.ledger.ledger import Ledger
 from harness_opt.ledger.queries import (
     Incumbent,
@@ -49,6 +52,11 @@ class LeaderboardRow(BaseModel):
     isolation: str = Field(
         default="", description="The sandbox its rollouts ran in: bwrap, or a weaker mode a user named."
     )
+    meta_cost_usd: float | None = Field(
+        default=None, description="What the meta-model spent proposing it (None: no meta-model)."
+    )
+    meta_tokens: int = Field(default=0, description="Meta-model tokens (in + out) spent proposing it.")
+    meta_seconds: float = Field(default=0.0, description="Wall time the proposer spent on it.")
     incumbent: bool = False
     pareto: bool = False
 
@@ -111,9 +119,11 @@ def board(
     aggregates = version_aggregates(ledger, suite, split, model=model)
     infos = version_infos(ledger)
     sandboxes = isolation_by_version(ledger, suite, split)
+    spend = version_meta_spend(ledger, [a.version_hash for a in aggregates])
     rows: list[LeaderboardRow] = []
     for agg in aggregates:
         info = infos.get(agg.version_hash)
+        meta = spend.get(agg.version_hash)
         lo, hi = task_interval(agg.n_tasks, agg.score, agg.score_sd, agg.binary)
         parent = infos.get(info.parent) if info and info.parent else None
         rows.append(
@@ -134,6 +144,9 @@ def board(
                 parent=parent.label if parent else (info.parent[:12] if info and info.parent else ""),
                 hypothesis=(info.hypothesis or "") if info else "",
                 isolation=sandboxes.get(agg.version_hash, "unknown"),
+                meta_cost_usd=meta.cost_usd if meta else None,
+                meta_tokens=(meta.tokens_in + meta.tokens_out) if meta else 0,
+                meta_seconds=meta.seconds if meta else 0.0,
             )
         )
     rows.sort(key=lambda r: (-r.score, r.cost_per_task, r.label, r.model))

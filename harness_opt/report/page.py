@@ -23,6 +23,7 @@ from jinja2 import Environment, select_autoescape
 from harness_opt.errors import UserError
 from harness_opt.evaluate.tracestore import read_trace
 from harness_opt.harness.version import HarnessVersion
+from harness_opt.ledger.history import run_meta_spend
 from harness_opt.ledger.ledger import Ledger
 from harness_opt.ledger.lookup import resolve_run
 from harness_opt.ledger.queries import (
@@ -213,6 +214,7 @@ def report(
         "traces": traces,
     }
     progress = _progress_png(ledger, run_id) if run_id else None
+    meta = run_meta_spend(ledger, run_id) if run_id else None
     env = Environment(autoescape=select_autoescape(default=True, default_for_string=True))
     html = env.from_string(_asset("report.html.j2")).render(
         title=f"harness-opt report · {name}/{split}",
@@ -222,6 +224,7 @@ def report(
         progress=progress,
         lb=lb,
         d=data,
+        meta=meta if meta is not None and meta.proposals else None,
     )
     path = Path(out)
     path.parent.mkdir(parents=True, exist_ok=True)

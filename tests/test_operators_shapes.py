@@ -92,7 +92,7 @@ def test_classification_suite_made_by_init_gets_the_label_operators(tmp_path: Pa
 def test_json_suite_made_by_init_gets_the_answer_operators_and_no_label_ones(tmp_path: Path) -> None:
     seed, suite = scaffold("expenses", tmp_path)
     proposals = by_name(OperatorsProposer().propose(proposal_input(seed, suite), ALL))
-    assert list(proposals)[:3] == ["retrieval_demos", "field_patterns", "constrained_json"]
+    assert list(proposals)[:3] == ["field_patterns", "retrieval_demos", "constrained_json"]
     assert not {"constrained_output", "candidate_labels", "label_glossary", "snap_to_label"} & set(proposals)
     assert "repeat_guard" not in proposals  # no tools
     schema = json.loads(proposals["constrained_json"].edits["data/answer_schema.json"] or "")

@@ -30,7 +30,7 @@ CASES: dict[str, dict[str, Any]] = {
     # val, so the collision is in every run.
     "intents": {"limits": ["--val-limit", "20", "--test-limit", "25"], "iterations": 1},
     "expenses": {"limits": ["--val-limit", "16", "--test-limit", "16"], "iterations": 1},
-    "acme-support": {"limits": ["--val-limit", "8", "--test-limit", "8"], "iterations": 2},
+    "acme-support": {"limits": ["--val-limit", "8", "--test-limit", "8"], "iterations": 1},
 }
 CI_LIMITS = {"max_tokens = 256": "max_tokens = 48", "wall_time_s = 120": "wall_time_s = 60"}
 """The user's own harness.toml, trimmed as the acme walkthrough does: ~0.1 s a token on 2 cores."""

@@ -35,6 +35,9 @@ from harness_opt.propose.operators.workspace import Workspace
 log = logging.getLogger(__name__)
 
 DEFAULT_OPERATORS: tuple[Operator, ...] = (
+    # JSON fields the input states verbatim: exact, and costs no tokens, so it goes first (acme with
+    # SmolLM2-135M: 0.00 -> 0.50 on 8 val tasks, where retrieved demos alone gained nothing).
+    FieldPatterns(),
     # Classification suites, most promising first (measured with SmolLM2-135M on 60 banking77 val
     # tasks: seed 0.00, constrained 0.18, retrieved demos 0.77), then extra calls last.
     # RetrievalDemos also serves JSON and free-text suites with train answers.
@@ -45,7 +48,6 @@ DEFAULT_OPERATORS: tuple[Operator, ...] = (
     LabelGlossary(),
     SnapToLabel(),
     # JSON extraction, free text and tool agents made by `harness-opt init` (the task agent).
-    FieldPatterns(),
     ConstrainedJSON(),
     RepeatGuard(),
     FinalAnswerCall(),

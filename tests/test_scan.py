@@ -343,3 +343,20 @@ def test_short_numbers_are_not_task_ids(tmp_path: Path) -> None:
     }
     index = build_index(TableSuite("nums", tmp_path, tasks))
     assert find_literals("max_tokens = 1101\nwait 1200 ms\n", index) == []
+
+
+def test_dropped_tool_calls_are_noted_only_where_there_are_tools(tmp_path: Path, suite: Any) -> None:
+    """init's loop has a ctx.call_tool site even for a suite without tools; replacing it by an agent
+    that never calls tools loses nothing there, but does where tools.json has tools."""
+    calling = AGENT.replace(
+        "    reply = ctx.llm(messages)", "    ctx.call_tool('lookup', {})\n    reply = ctx.llm(messages)"
+    )
+    tool = '[{"type": "function", "function": {"name": "lookup", "parameters": {"type": "object"}}}]'
+    for tools, expected in (("[]", {}), (tool, {"removed-tools": "note"})):
+        parent_dir = tmp_path / "parent"
+        shutil.rmtree(parent_dir, ignore_errors=True)
+        shutil.copytree(SEED, parent_dir)
+        (parent_dir / "agent.py").write_text(calling)
+        (parent_dir / "tools.json").write_text(tools)
+        report = scan(tmp_path, suite, {"agent.py": AGENT})
+        assert kinds(report) == expected

@@ -20,6 +20,7 @@ and answers, hence the label set) is never a finding (`sealed.py`).
 from __future__ import annotations
 
 import ast
+import json
 from fnmatch import fnmatch
 from typing import TYPE_CHECKING, Literal
 
@@ -136,8 +137,16 @@ def _parse(data: bytes) -> ast.AST | None:
         return None
 
 
+def _has_tools(files: dict[str, bytes]) -> bool:
+    try:
+        return bool(json.loads(files.get("tools.json", b"[]") or b"[]"))
+    except ValueError:
+        return True  # unreadable: assume tools, so a dropped call site is still reported
+
+
 def _instrumentation_findings(cand: dict[str, bytes], parent: dict[str, bytes]) -> list[Finding]:
-    """Logging or model/tool calls the parent made and the candidate dropped."""
+    """Logging or model/tool calls the parent made and the candidate dropped (tool call sites only
+    where the candidate has tools to call: init's loop has one even for a suite without tools)."""
 
     def count(files: dict[str, bytes]) -> dict[str, int]:
         total: dict[str, int] = {}
@@ -156,6 +165,8 @@ def _instrumentation_findings(cand: dict[str, bytes], parent: dict[str, bytes]) 
         ("call_tool", "removed-tools", "tool calls are what the trace shows of the agent's actions"),
     ):
         b, a = before.get(method, 0), after.get(method, 0)
+        if method == "call_tool" and not _has_tools(cand):
+            continue
         if a < b:
             severity: Severity = "flag" if a == 0 and method in ("log", "llm") else "note"
             out.append(

@@ -1,7 +1,8 @@
 """Where harness-opt keeps its state: one relocatable home directory (`HARNESS_OPT_HOME`).
 
 Default `.harness-opt/` under the current directory, so a project's ledger, cache and traces live next
-to its harnesses. Tests point it at a temporary directory.
+to its harnesses (traces in `<home>/traces`, unless `HARNESS_OPT_TRACES` names a shared folder). Tests
+point it at a temporary directory.
 """
 
 from __future__ import annotations
@@ -28,10 +29,12 @@ def cache_dir() -> Path:
 
 
 def traces_dir() -> Path:
-    """Trace JSONL files: `traces/` in the project (DESIGN layout) unless `HARNESS_OPT_TRACES` moves it.
-
-    Trace refs in the ledger are relative to this directory, so a project folder can be moved whole.
+    """Trace JSONL files: `traces/` under the home, so a fresh `HARNESS_OPT_HOME` is fresh (a ledger
+    never meets another ledger's traces). Sharing one traces folder between homes is an explicit
+    choice: `HARNESS_OPT_TRACES`. Trace refs in the ledger are relative to this directory, so the
+    folder can be moved whole.
     """
-    path = Path(os.environ.get("HARNESS_OPT_TRACES", "traces")).expanduser()
+    given = os.environ.get("HARNESS_OPT_TRACES")
+    path = Path(given).expanduser() if given else home_dir() / "traces"
     path.mkdir(parents=True, exist_ok=True)
     return path

@@ -6,10 +6,11 @@ models so every file the tool writes (trace JSONL, cache entries) validates on t
 
 from __future__ import annotations
 
+import json
 from datetime import UTC, datetime
 from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 SCHEMA_VERSION = 1
 """Bumped whenever a record's shape changes incompatibly; stored in every trace line."""
@@ -54,7 +55,36 @@ ErrorKind = Literal[
     "llm_error",  # the model call failed after retries
     "sandbox",  # the sandbox could not start the harness
     "invalid_output",  # run() returned something that is not JSON-serialisable
+    "context_overflow",  # the model refused the prompt the harness built as too long (would recur)
+    "bad_request",  # the model refused the request the harness built (would recur)
 ]
+
+INFRA_ERRORS = frozenset({"llm_error", "sandbox", "scorer"})
+"""Failures of the infrastructure, not of the version: a model call that failed for good (outage,
+retries spent, auth), a sandbox that did not start, a scorer that crashed. The one rule for them:
+such a rollout is never a 0 in the score and never silently dropped. It is counted apart (the
+summary, `leaderboard`, `diff`, `report`, `doctor`), is not served from the ledger again (a re-run
+retries it), and an evaluation with more of them than its threshold is `degraded`, which the
+acceptance test refuses to judge. Every other error (timeout, crash, a context overflow the harness
+caused...) is the version's failure: scored 0 and counted."""
+
+
+def is_infra_error(error: str | None) -> bool:
+    """Whether a rollout's error kind is an infrastructure failure (see `INFRA_ERRORS`)."""
+    return error in INFRA_ERRORS
+
+
+class CallCounts(BaseModel):
+    """The model requests one rollout made (agent, simulated user and judge together), as sent."""
+
+    attempts: int = Field(default=0, description="Requests sent to a provider; each retry is one more.")
+    calls_ok: int = Field(default=0, description="Requests answered (cache hits excluded).")
+    cached: int = Field(default=0, description="Calls served from the response cache (nothing sent).")
+    retries: dict[str, int] = Field(
+        default_factory=dict, description="Retries by cause: connection_refused, server_error, ..."
+    )
+    failed: dict[str, int] = Field(default_factory=dict, description="Calls that failed for good, by cause.")
+    last_failure: str | None = Field(default=None, description="Cause of the last call that failed for good.")
 
 
 class LLMCallEvent(BaseModel):
@@ -155,6 +185,10 @@ class Trace(BaseModel):
     error_detail: str | None = None
     started: datetime = Field(default_factory=utcnow)
     ended: datetime | None = None
+    calls: CallCounts | None = Field(default=None, description="Model requests sent for this rollout.")
+    unofficial: bool = Field(
+        default=False, description="Scored without a part of the benchmark's official reward (τ²'s NL judge)."
+    )
 
 
 class Rollout(BaseModel):
@@ -185,6 +219,20 @@ class Rollout(BaseModel):
     # Added by ledger migration m003_user_sim: columns are appended, so these fields come last.
     user_cost_usd: float = Field(default=0.0, description="Spend of the simulated user (not the agent).")
     user_tokens: int = Field(default=0, description="Prompt + completion tokens of the simulated user.")
+    # Added by ledger migration m007_call_accounting.
+    llm_attempts: int = Field(default=0, description="Model requests sent, retries included.")
+    llm_retries: int = Field(default=0, description="Of those, retries after a transient failure.")
+    llm_retry_causes: dict[str, int] = Field(default_factory=dict, description="Retries by cause.")
+    llm_calls_ok: int = Field(default=0, description="Requests answered (cache hits excluded).")
+    unofficial: bool = Field(default=False, description="Scored without part of the official reward.")
+
+    @field_validator("llm_retry_causes", mode="before")
+    @classmethod
+    def _causes_from_json(cls, value: Any) -> Any:
+        """The ledger stores the retry causes as JSON text (NULL in rows older than the column)."""
+        if value is None or value == "":
+            return {}
+        return json.loads(value) if isinstance(value, str) else value
 
     @property
     def key(self) -> RolloutKey:
@@ -203,6 +251,7 @@ class Rollout(BaseModel):
         tools = [e for e in trace.events if isinstance(e, ToolCallEvent)]
         user = [e for e in trace.events if isinstance(e, UserTurnEvent)]
         latency = (trace.ended - trace.started).total_seconds() if trace.ended else 0.0
+        calls = trace.calls or CallCounts()
         return cls(
             run_id=trace.run_id,
             **trace.key.model_dump(),
@@ -220,4 +269,9 @@ class Rollout(BaseModel):
             trace_ref=trace_ref,
             user_cost_usd=sum(e.cost_usd for e in user),
             user_tokens=sum(e.tokens_in + e.tokens_out for e in user),
+            llm_attempts=calls.attempts,
+            llm_retries=sum(calls.retries.values()),
+            llm_retry_causes=dict(calls.retries),
+            llm_calls_ok=calls.calls_ok,
+            unofficial=trace.unofficial,
         )

@@ -10,6 +10,7 @@ from scipy import stats as sps
 from typer.testing import CliRunner
 
 from harness_opt.ledger import Ledger
+from harness_opt.ledger.ledger import INFRA
 from harness_opt.ledger.queries import latest_rollouts_sql
 from harness_opt.report.leaderboard import leaderboard, pareto_set
 from tests.support.ledger import A, B, C, D, small_ledger
@@ -69,7 +70,7 @@ def test_latest_rollout_sql_filters_before_picking():
     rows = ledger.query(
         f"SELECT version_hash, task_id, trial, score FROM ({latest_rollouts_sql('suite = ?')}) "
         "WHERE version_hash IN (?, ?) AND task_id IN ('t1', 't2') AND trial = 0 ORDER BY ALL",
-        ["llm_error", "toy", A, B],
+        [INFRA, "toy", A, B],
     )
     assert [(r["version_hash"][:4], r["task_id"], r["score"]) for r in rows] == [
         ("aaaa", "t1", 1.0),

@@ -76,6 +76,11 @@ EXPECTED_SCHEMA = {
         ("created", TSTZ),
         ("user_cost_usd", "DOUBLE"),
         ("user_tokens", "BIGINT"),
+        ("llm_attempts", "INTEGER"),  # m007_call_accounting
+        ("llm_retries", "INTEGER"),
+        ("llm_retry_causes", "JSON"),
+        ("llm_calls_ok", "INTEGER"),
+        ("unofficial", "BOOLEAN"),
     ],
     "runs": [
         ("run_id", "VARCHAR"),
@@ -86,6 +91,8 @@ EXPECTED_SCHEMA = {
         ("config", "JSON"),
         ("summary", "JSON"),
         ("isolation", "VARCHAR"),  # m005_run_isolation
+        ("pid", "INTEGER"),  # m007_call_accounting
+        ("host", "VARCHAR"),
     ],
     "versions": [
         ("hash", "VARCHAR"),
@@ -155,7 +162,8 @@ def test_an_old_file_gains_later_migrations(tmp_path: Path) -> None:
 def test_rows_written_before_m003_read_back_with_zero_user_cost(tmp_path: Path) -> None:
     path = tmp_path / "l.duckdb"
     migrate(path, MIGRATIONS[:2])
-    old_columns = ", ".join(name for name, _ in EXPECTED_SCHEMA["rollouts"][:-2])
+    m001 = EXPECTED_SCHEMA["rollouts"].index(("user_cost_usd", "DOUBLE"))
+    old_columns = ", ".join(name for name, _ in EXPECTED_SCHEMA["rollouts"][:m001])
     with duckdb.connect(str(path)) as con:
         con.execute(
             f"INSERT INTO rollouts ({old_columns}) VALUES "
@@ -167,6 +175,28 @@ def test_rows_written_before_m003_read_back_with_zero_user_cost(tmp_path: Path) 
     assert (row.cost_usd, row.user_cost_usd, row.user_tokens) == (0.5, 0.0, 0)
     ledger.add_rollouts([rollout("t2", user_cost_usd=0.25, user_tokens=40)])
     assert [(r.user_cost_usd, r.user_tokens) for r in ledger.rollouts()] == [(0.0, 0), (0.25, 40)]
+
+
+def test_rows_written_before_m007_read_back_with_no_call_accounting(tmp_path: Path) -> None:
+    path = tmp_path / "l.duckdb"
+    names = [name for name, _ in MIGRATIONS]
+    migrate(path, MIGRATIONS[: names.index("m007_call_accounting")])
+    old = [name for name, _ in EXPECTED_SCHEMA["rollouts"]]
+    old = old[: old.index("llm_attempts")]
+    with duckdb.connect(str(path)) as con:
+        con.execute(
+            f"INSERT INTO rollouts ({', '.join(old)}) VALUES ('r', 'v1', 's', 'val', 't1', 0, 'm', 1.0, "
+            "true, 0.5, 1, 2, 0.1, 1, 0, NULL, NULL, '', NULL, now(), 0, 0)"
+        )
+        con.execute("INSERT INTO runs (run_id, kind, started, status) VALUES ('r', 'eval', now(), 'ok')")
+    ledger = Ledger(path)  # applies m007
+    (row,) = ledger.rollouts()
+    assert (row.llm_attempts, row.llm_retries, row.llm_retry_causes, row.unofficial) == (0, 0, {}, False)
+    written = rollout("t2", llm_attempts=5, llm_retries=3, llm_retry_causes={"server_error": 2,
+                      "connection_refused": 1}, llm_calls_ok=2, unofficial=True)
+    ledger.add_rollouts([written])
+    assert ledger.rollouts()[-1] == written
+    assert ledger.query("SELECT pid, host FROM runs") == [{"pid": None, "host": None}]
 
 
 def test_function_migration_runs_once(tmp_path: Path) -> None:

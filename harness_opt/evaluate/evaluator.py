@@ -4,6 +4,13 @@ It is the single choke point for model spend and for the sealed test split: ever
 through here, is served from the ledger when its (version, suite, split, task, trial, model) key was
 already evaluated, and otherwise runs in the sandbox, is scored by the suite, written to a trace file
 and appended to the ledger as it finishes (so a killed run loses no finished rollout).
+
+It also applies the one rule for failed rollouts (`records.INFRA_ERRORS`, `summary.py`): a rollout
+whose model call failed for good for an infrastructure reason is recorded as `llm_error` (whatever
+the suite's scorer made of it), counted apart from the score and retried by the next run; one whose
+request the provider refused as too long or malformed is the version's failure. An evaluation with
+more infrastructure failures than `max_infra_failures` ends `degraded`. Before the first rollout it
+makes one pre-flight call (`LLMClient.preflight`), and while it runs it holds the ledger's writer lock.
 """
 
 from __future__ import annotations
@@ -20,15 +27,28 @@ from typing import Any, Literal
 from pydantic import BaseModel, Field
 
 from harness_opt.errors import SuiteError, UserError
-from harness_opt.evaluate.summary import EvalSummary, summarize
+from harness_opt.evaluate.outcome import Requests, apply_call_rule, unofficial
+from harness_opt.evaluate.summary import DEFAULT_MAX_INFRA_FAILURES, EvalSummary, summarize
 from harness_opt.evaluate.tracestore import TraceWriter, iter_traces, trace_path
 from harness_opt.harness.version import HarnessVersion
 from harness_opt.home import traces_dir
 from harness_opt.ledger import Ledger, VersionRow
+from harness_opt.ledger.writer import run_guard, writer_lock
 from harness_opt.llm.cache import rollout_scope
 from harness_opt.llm.catalog import validate_model
-from harness_opt.llm.client import LLMClient, LLMConfig
-from harness_opt.records import ErrorEvent, OutputEvent, Rollout, RolloutKey, Score, Task, Trace
+from harness_opt.llm.client import LLMCallError, LLMClient, LLMConfig, call_account
+from harness_opt.llm.types import LLMRequest, LLMResult
+from harness_opt.records import (
+    CallCounts,
+    ErrorEvent,
+    OutputEvent,
+    Rollout,
+    RolloutKey,
+    Score,
+    Task,
+    Trace,
+    is_infra_error,
+)
 from harness_opt.runtime.broker import HarnessRunner, RolloutResult
 from harness_opt.runtime.sandbox import resolve_isolation
 from harness_opt.suites.base import Suite
@@ -49,6 +69,13 @@ class EvalConfig(BaseModel):
     llm_cache: bool = Field(default=True, description="Serve deterministic model calls from disk.")
     reuse: bool = Field(default=True, description="Serve already-evaluated rollouts from the ledger.")
     allow_test: bool = Field(default=False, description="The sealed test split needs explicit consent.")
+    max_infra_failures: float = Field(
+        default=DEFAULT_MAX_INFRA_FAILURES,
+        ge=0,
+        le=1,
+        description="Share of rollouts that may fail for infrastructure reasons (llm_error, sandbox, "
+        "scorer) before the evaluation is degraded (status degraded, exit code 3).",
+    )
     llm: LLMConfig = Field(default_factory=LLMConfig)
 
 
@@ -65,15 +92,24 @@ class EvalResult(BaseModel):
     executed_cost_usd: float = Field(default=0.0, description="Model spend of the rollouts run now.")
     model_calls: int = Field(description="Model calls actually sent (cache hits excluded).")
     cache_hits: int = 0
+    requests: Requests = Field(default_factory=Requests, description="Requests sent by this call.")
     isolation: str = ""
+    status: str = Field(default="ok", description="ok, or degraded (too many infrastructure failures).")
     warnings: list[str] = Field(default_factory=list)
     summary: EvalSummary
 
     def scores_by_task(self) -> dict[str, list[float]]:
+        """Scores by task of the scored rollouts (infrastructure failures are not scores)."""
         out: dict[str, list[float]] = {}
         for r in self.rollouts:
-            out.setdefault(r.task_id, []).append(r.score)
+            if not is_infra_error(r.error):
+                out.setdefault(r.task_id, []).append(r.score)
         return out
+
+    @property
+    def degraded(self) -> str | None:
+        """Why the evaluation cannot be trusted (too many infrastructure failures), or None."""
+        return self.summary.degraded_reason()
 
 
 ProgressFn = Callable[[int, int, Rollout | None], None]
@@ -138,10 +174,17 @@ def _recover_unflushed(ledger: Ledger, version: HarnessVersion, suite: str, spli
     """Rows batched in memory die with a killed process, but their traces were already on disk.
 
     Before reusing the ledger, put back any finished rollout whose trace line exists but whose row
-    never reached the ledger, so a kill -9 loses no finished rollout and re-runs none.
+    never reached the ledger, so a kill -9 loses no finished rollout and re-runs none. Only traces
+    of runs this ledger started count: a traces folder shared with another ledger (or left over from
+    one) must not fill this one with rollouts it never ran. Infrastructure failures are not put back
+    (a re-run retries them).
     """
     path = trace_path(version.name, version.hash, suite, split)
-    traces = [(off, t) for off, t in iter_traces(path) if t.error != "llm_error"]
+    traces = [(off, t) for off, t in iter_traces(path) if not is_infra_error(t.error)]
+    if not traces:
+        return
+    own = ledger.known_runs(sorted({t.run_id for _, t in traces}))
+    traces = [(off, t) for off, t in traces if t.run_id in own]
     if not traces:
         return
     present = ledger.cached_rollouts([t.key for _, t in traces])
@@ -170,7 +213,7 @@ async def _score(
 
 def _trace(
     run_id: str, key: RolloutKey, task: Task, result: RolloutResult, score: Score, error: str | None,
-    detail: str | None,
+    detail: str | None, calls: CallCounts | None = None, unofficial: bool = False,
 ) -> Trace:
     events = list(result.events)
     if result.error:
@@ -190,23 +233,26 @@ def _trace(
         error_detail=detail,
         started=result.started,
         ended=result.ended,
+        calls=calls,
+        unofficial=unofficial,
     )
 
 
 def _record(
     writer: TraceWriter, run_id: str, key: RolloutKey, task: Task, result: RolloutResult, score: Score,
-    error: str | None, detail: str | None,
+    error: str | None, detail: str | None, calls: CallCounts, unofficial: bool = False,
 ) -> Rollout:
     """Write the rollout's trace line and return its ledger row. Whatever this rollout's data does to
     the trace (a value pydantic cannot serialise, a gigabyte of logs), it costs this rollout, scored 0
     with the reason, never the evaluation."""
     try:
-        trace = _trace(run_id, key, task, result, score, error, detail)
+        trace = _trace(run_id, key, task, result, score, error, detail, calls, unofficial)
         return Rollout.from_trace(trace, writer.append(trace))
     except Exception as exc:
         why = f"harness-opt could not record this rollout's data: {type(exc).__name__}: {str(exc)[:500]}"
         bare = result.model_copy(update={"events": [], "output": None, "error": "crash", "error_detail": why})
-        trace = _trace(run_id, key, task, bare, Score(score=0.0, passed=False, feedback=why), "crash", why)
+        failed = Score(score=0.0, passed=False, feedback=why)
+        trace = _trace(run_id, key, task, bare, failed, "crash", why, calls, unofficial)
         return Rollout.from_trace(trace, writer.append(trace))
 
 
@@ -221,7 +267,8 @@ async def evaluate_async(
     kind: str = "eval",
     record_run: bool = True,
 ) -> EvalResult:
-    """Evaluate; `record_run=False` when a caller (optimize) owns the run row and passes its run_id."""
+    """Evaluate; `record_run=False` when a caller (optimize) owns the run row and passes its run_id
+    (and holds the ledger's writer lock)."""
     config = config or EvalConfig()
     version = harness if isinstance(harness, HarnessVersion) else HarnessVersion.load(harness)
     suite_obj = suite if not isinstance(suite, Path | str) else load_suite(suite)
@@ -236,8 +283,13 @@ async def evaluate_async(
     resolve_isolation(config.isolation)  # refuses (SandboxError) before a run row exists
     ledger = ledger or Ledger()
     run_id = run_id or new_run_id(kind)
-    ledger.add_version(VersionRow.from_version(version))
-    if record_run:
+    guard = writer_lock(ledger.path, f"{kind} {run_id}") if record_run else contextlib.nullcontext()
+    with guard:
+        ledger.add_version(VersionRow.from_version(version))
+        if not record_run:
+            return await _evaluate_recorded(
+                version, suite_obj, config, model, tasks, ledger, progress, run_id, record_run
+            )
         ledger.start_run(
             run_id,
             kind,
@@ -249,18 +301,101 @@ async def evaluate_async(
                 "model": model,
             },
         )
-    try:
-        return await _evaluate_recorded(
-            version, suite_obj, config, model, tasks, ledger, progress, run_id, record_run
+        # A run row is never left `running` by an end this process lives to see.
+        with run_guard(ledger, run_id, kind):
+            return await _evaluate_recorded(
+                version, suite_obj, config, model, tasks, ledger, progress, run_id, record_run
+            )
+
+
+class _Execution:
+    """The rollouts an evaluation runs now (the others come from the ledger): each in the sandbox, in
+    its cache scope and call account, scored, classified by the one rule, traced and batched."""
+
+    def __init__(
+        self,
+        version: HarnessVersion,
+        suite: Suite,
+        config: EvalConfig,
+        model: str,
+        client: LLMClient,
+        ledger: Ledger,
+        run_id: str,
+        progress: ProgressFn | None,
+    ) -> None:
+        self.version, self.suite, self.config, self.model = version, suite, config, model
+        self.client, self.ledger, self.run_id, self.progress = client, ledger, run_id, progress
+        self.executed: list[Rollout] = []
+        self.requests = Requests()
+        self.isolation = "n/a (all rollouts reused)"
+        self.warnings: list[str] = []
+        self.finished = 0
+        self.total = 0
+
+    async def run(self, todo: list[tuple[Task, RolloutKey]]) -> dict[RolloutKey, Rollout]:
+        writer = TraceWriter(self.version.name, self.version.hash, self.suite.name, self.config.split)
+        buffer = _LedgerBuffer(self.ledger)
+        sem = asyncio.Semaphore(self.config.concurrency)
+        out: dict[RolloutKey, Rollout] = {}
+        try:
+            async with HarnessRunner(
+                self.version, model=self.model, isolation=self.config.isolation,
+                concurrency=self.config.concurrency,
+            ) as runner:
+                self.isolation = runner.isolation_label
+                await asyncio.to_thread(self.ledger.record_isolation, self.run_id, self.isolation)
+                if getattr(runner, "warning", None):
+                    self.warnings.append(str(runner.warning))
+
+                async def one(task: Task, key: RolloutKey) -> None:
+                    async with sem:
+                        row = await self._one(runner, writer, task, key)
+                    buffer.add(row)
+                    out[key] = row
+                    self.executed.append(row)
+                    self.finished += 1
+                    if self.progress:
+                        self.progress(self.finished, self.total, row)
+
+                await asyncio.gather(*(one(task, key) for task, key in todo))
+        finally:
+            await buffer.flush()
+            writer.close()
+        return out
+
+    async def _one(self, runner: HarnessRunner, writer: TraceWriter, task: Task, key: RolloutKey) -> Rollout:
+        agent_failure: list[str] = []
+
+        async def agent_llm(req: LLMRequest) -> LLMResult:
+            try:
+                return await self.client.complete(req)
+            except LLMCallError as exc:  # the agent's own request: its cause decides (_apply_call_rule)
+                agent_failure.append(exc.kind)
+                raise
+
+        env = self.suite.environment(task)
+        # Every model call of this rollout (agent, simulated user, judge) is cached under its key
+        # (trials stay independent, a re-run replays its own calls) and counted in its account
+        # (what a server's log would show for it).
+        with rollout_scope(key), call_account() as account:
+            result = await runner.run(task, env, agent_llm)
+            score, error, detail = await _score(self.suite, task, result, env)
+        calls = account.counts()
+        self.requests.add(calls)
+        failure = agent_failure[-1] if agent_failure else None
+        score, error, detail = apply_call_rule(
+            score, error, detail, calls, account.last_failure_text, failure
         )
-    except BaseException as exc:  # a run row is never left `running` by a crash this process survives
+        return _record(writer, self.run_id, key, task, result, score, error, detail, calls, unofficial(env))
+
+
+async def _preflight(client: LLMClient, model: str, ledger: Ledger, run_id: str, record_run: bool) -> None:
+    """The pre-flight call; a refusal ends the run row as `refused` with the reason."""
+    try:
+        await client.preflight(model)
+    except UserError as exc:
         if record_run:
-            stopped = isinstance(exc, KeyboardInterrupt | asyncio.CancelledError)
-            with contextlib.suppress(Exception):
-                row = ledger.query("SELECT status FROM runs WHERE run_id = ?", [run_id])
-                if row and row[0]["status"] == "running":
-                    why = {"error": f"{type(exc).__name__}: {exc}"[:2000]}
-                    ledger.end_run(run_id, "interrupted" if stopped else "failed", why)
+            ledger.end_run(run_id, "refused", {"reason": exc.message})
         raise
 
 
@@ -294,60 +429,27 @@ async def _evaluate_recorded(
         _recover_unflushed(ledger, version, suite_obj.name, config.split)
     done: dict[RolloutKey, Rollout] = ledger.cached_rollouts(keys) if config.reuse else {}
     reused = len(done)
-    todo = [(t, trial) for t, trial in pairs if key_of(t, trial) not in done]
-    total = len(keys)
-    if progress:
-        progress(reused, total, None)
-
-    executed: list[Rollout] = []
+    todo = [(t, key_of(t, trial)) for t, trial in pairs if key_of(t, trial) not in done]
     client = LLMClient(config.llm.model_copy(update={"cache": config.llm_cache}))
-    warnings: list[str] = []
-    isolation = "n/a (all rollouts reused)"
-    status = "error"
+    execution = _Execution(version, suite_obj, config, model, client, ledger, run_id, progress)
+    execution.finished = reused
+    execution.total = len(keys)
     if todo:
-        writer = TraceWriter(version.name, version.hash, suite_obj.name, config.split)
-        buffer = _LedgerBuffer(ledger)
-        sem = asyncio.Semaphore(config.concurrency)
-        finished = reused
-        try:
-            async with HarnessRunner(
-                version, model=model, isolation=config.isolation, concurrency=config.concurrency
-            ) as runner:
-                isolation = runner.isolation_label
-                await asyncio.to_thread(ledger.record_isolation, run_id, isolation)
-                if getattr(runner, "warning", None):
-                    warnings.append(str(runner.warning))
-
-                async def one(task: Task, trial: int) -> None:
-                    nonlocal finished
-                    key = key_of(task, trial)
-                    async with sem:
-                        env = suite_obj.environment(task)
-                        # Every model call of this rollout (agent, simulated user, judge) is cached
-                        # under its key: trials stay independent, a re-run replays its own calls.
-                        with rollout_scope(key):
-                            result = await runner.run(task, env, client.complete)
-                            score, error, detail = await _score(suite_obj, task, result, env)
-                    row = _record(writer, run_id, key, task, result, score, error, detail)
-                    buffer.add(row)
-                    done[key] = row
-                    executed.append(row)
-                    finished += 1
-                    if progress:
-                        progress(finished, total, row)
-
-                await asyncio.gather(*(one(t, trial) for t, trial in todo))
-            status = "ok"
-        finally:
-            await buffer.flush()
-            writer.close()
-            if status != "ok" and record_run:
-                ledger.end_run(run_id, "interrupted", {"finished": len(done), "total": total})
-    else:
-        status = "ok"
-
+        await _preflight(client, model, ledger, run_id, record_run)
+        execution.requests.preflight = client.stats.preflight
+    if progress:
+        progress(reused, len(keys), None)
+    if todo:
+        done.update(await execution.run(todo))
+    executed, requests, isolation, warnings = (
+        execution.executed,
+        execution.requests,
+        execution.isolation,
+        execution.warnings,
+    )
     rollouts = [done[k] for k in keys]
-    summary = summarize(rollouts)
+    summary = summarize(rollouts, max_infra_failures=config.max_infra_failures)
+    status = "degraded" if summary.degraded else "ok"
     stats = client.stats
     result = EvalResult(
         run_id=run_id,
@@ -362,21 +464,25 @@ async def _evaluate_recorded(
         executed_cost_usd=sum(r.cost_usd for r in executed),
         model_calls=stats.model_calls,
         cache_hits=stats.cache_hits,
+        requests=requests,
         isolation=isolation,
+        status=status,
         warnings=warnings,
         summary=summary,
     )
     if record_run:
         ledger.end_run(
             run_id,
-            "ok",
+            status,
             {
                 "summary": summary.model_dump(mode="json"),
                 "reused": reused,
                 "model_calls": stats.model_calls,
                 "cache_hits": stats.cache_hits,
+                "requests": requests.model_dump(mode="json"),
                 "isolation": isolation,
                 "rollout_keys": len(keys),
+                **({"degraded": summary.degraded_reason()} if summary.degraded else {}),
             },
         )
     return result

@@ -115,8 +115,8 @@ def read_trace(trace_ref: str, root: Path | None = None) -> Trace:
     if not path.exists():
         raise UserError(
             f"trace file {path} is missing",
-            fix="traces live under HARNESS_OPT_TRACES (default ./traces); run the command from the "
-            "project folder or re-run the evaluation",
+            fix="traces live under HARNESS_OPT_TRACES (default <HARNESS_OPT_HOME>/traces); use the "
+            "home (and traces folder) the run used, or re-run the evaluation",
         )
     with open(path, "rb") as fh:
         fh.seek(int(offset or 0))

@@ -9,6 +9,8 @@ batch them: one `add_rollouts` of 50 rows costs about the same as one of 1 row.
 from __future__ import annotations
 
 import json
+import os
+import socket
 from collections.abc import Sequence
 from contextlib import AbstractContextManager
 from functools import cache
@@ -22,7 +24,7 @@ from harness_opt.errors import LedgerError
 from harness_opt.ledger.connection import connect
 from harness_opt.ledger.migrations import MIGRATIONS, migrate, schema
 from harness_opt.ledger.rows import DecisionRow, ExperimentRow, RunKind, RunRow, VersionRow
-from harness_opt.records import Rollout, RolloutKey, utcnow
+from harness_opt.records import INFRA_ERRORS, Rollout, RolloutKey, utcnow
 
 _KEY_NAMES = ", ".join(RolloutKey.model_fields)
 
@@ -61,8 +63,12 @@ def _key_columns() -> tuple[tuple[str, str], ...]:
     return tuple((name, types[name]) for name in RolloutKey.model_fields)
 
 
-LLM_ERROR = "llm_error"
-"""A provider outage is not a property of the version: such rollouts are never served from the cache."""
+INFRA = sorted(INFRA_ERRORS)
+"""Infrastructure failures (`records.INFRA_ERRORS`) as a query parameter: an outage, a sandbox that did
+not start or a crashed scorer is not a property of the version, so such rows are never served from
+the ledger again (a re-run retries them) and never scored."""
+NOT_INFRA = "NOT list_contains(?::VARCHAR[], coalesce(error, ''))"
+"""SQL condition: the row is not an infrastructure failure (its one parameter is `INFRA`)."""
 
 
 def bulk_insert(
@@ -119,11 +125,40 @@ class Ledger:
         row = RunRow.model_validate({"run_id": run_id, "kind": kind, "config": config})
         with self._write() as con:
             con.execute(
-                "INSERT INTO runs (run_id, kind, started, ended, status, config, summary) "
-                "VALUES (?, ?, ?, NULL, ?, ?, NULL) "
-                "ON CONFLICT (run_id) DO UPDATE SET status = EXCLUDED.status, ended = NULL",
-                [row.run_id, row.kind, row.started, row.status, json.dumps(row.config, default=str)],
+                "INSERT INTO runs (run_id, kind, started, ended, status, config, summary, pid, host) "
+                "VALUES (?, ?, ?, NULL, ?, ?, NULL, ?, ?) "
+                "ON CONFLICT (run_id) DO UPDATE SET status = EXCLUDED.status, ended = NULL, "
+                "pid = EXCLUDED.pid, host = EXCLUDED.host",
+                [
+                    row.run_id,
+                    row.kind,
+                    row.started,
+                    row.status,
+                    json.dumps(row.config, default=str),
+                    os.getpid(),
+                    socket.gethostname(),
+                ],
             )
+
+    def close_running(self, run_id: str, status: str, why: str) -> bool:
+        """End a run that is still `running` (an exception ended it): set `status`, keep its summary
+        (an optimize checkpoint) and add `{"ended_by": why}`. False when it was not running."""
+        with self._write() as con:
+            found = con.execute(
+                "UPDATE runs SET status = ?, ended = ?, "
+                "summary = json_merge_patch(coalesce(summary, '{}'), ?::JSON) "
+                "WHERE run_id = ? AND status = 'running' RETURNING run_id",
+                [status, utcnow(), json.dumps({"ended_by": why}), run_id],
+            ).fetchall()
+        return bool(found)
+
+    def known_runs(self, run_ids: Sequence[str]) -> set[str]:
+        """Which of these run ids this ledger started (recovery imports only those runs' traces)."""
+        if not run_ids:
+            return set()
+        sql = "SELECT run_id FROM runs WHERE list_contains(?::VARCHAR[], run_id)"
+        rows = self.query(sql, [list(run_ids)])
+        return {r["run_id"] for r in rows}
 
     def end_run(self, run_id: str, status: str, summary: dict[str, Any]) -> None:
         """Set a run's status and summary; status 'running' is a checkpoint and leaves `ended` empty."""
@@ -154,7 +189,7 @@ class Ledger:
         if not rows:
             return
         columns = rollout_columns()
-        tuples = [tuple(getattr(r, name) for name, _ in columns) for r in rows]
+        tuples = [tuple(_cell(getattr(r, name)) for name, _ in columns) for r in rows]
         with self._write() as con:
             bulk_insert(con, "rollouts", columns, tuples)
 
@@ -207,7 +242,7 @@ class Ledger:
     # ------------------------------------------------------------------------------------ reads
 
     def cached_rollouts(self, keys: Sequence[RolloutKey]) -> dict[RolloutKey, Rollout]:
-        """The latest rollout for each key that has one, ignoring `llm_error` rollouts.
+        """The latest rollout for each key that has one, ignoring infrastructure failures.
 
         One join against a temporary table of the keys, so thousands of keys cost one query.
         """
@@ -222,10 +257,10 @@ class Ledger:
             bulk_insert(con, "wanted_keys", key_columns, key_rows)
             found = con.execute(
                 f"SELECT {selected} FROM rollouts r JOIN wanted_keys USING ({_KEY_NAMES}) "
-                "WHERE r.error IS DISTINCT FROM ? "
+                "WHERE NOT list_contains(?::VARCHAR[], coalesce(r.error, '')) "
                 f"QUALIFY row_number() OVER (PARTITION BY {_KEY_NAMES} ORDER BY r.created DESC, r.rowid DESC)"
                 " = 1",
-                [LLM_ERROR],
+                [INFRA],
             ).fetchall()
         out: dict[RolloutKey, Rollout] = {}
         for values in found:
@@ -293,6 +328,11 @@ class Ledger:
                 return []
             names = [d[0] for d in cur.description]
             return [dict(zip(names, values, strict=True)) for values in cur.fetchall()]
+
+
+def _cell(value: Any) -> Any:
+    """A Rollout field as its column takes it: a mapping (retry causes) as JSON text."""
+    return json.dumps(value, sort_keys=True) if isinstance(value, dict) else value
 
 
 def _rollout(values: Sequence[Any]) -> Rollout:

@@ -132,6 +132,22 @@ ALTER TABLE decisions ADD COLUMN meta_cost_usd DOUBLE DEFAULT 0;
 ALTER TABLE decisions ADD COLUMN meta_seconds DOUBLE DEFAULT 0;
 """
 
+# Exact call accounting (issue 12): per rollout, the model requests sent (retries included), the
+# retries by cause (JSON {cause: n}) and the requests answered, so a summary's figures can be checked
+# against a server's own request count; `unofficial` marks a score missing part of the official
+# reward (τ²'s NL judge). A run row keeps the process that wrote it (pid, host): a `running` row
+# whose process is gone is shown as dead. Statuses a run can end in: ok, degraded, interrupted,
+# failed, refused (and optimize's finished, stopped).
+_M007_CALL_ACCOUNTING = """
+ALTER TABLE rollouts ADD COLUMN llm_attempts INTEGER DEFAULT 0;
+ALTER TABLE rollouts ADD COLUMN llm_retries INTEGER DEFAULT 0;
+ALTER TABLE rollouts ADD COLUMN llm_retry_causes JSON;
+ALTER TABLE rollouts ADD COLUMN llm_calls_ok INTEGER DEFAULT 0;
+ALTER TABLE rollouts ADD COLUMN unofficial BOOLEAN DEFAULT false;
+ALTER TABLE runs ADD COLUMN pid INTEGER;
+ALTER TABLE runs ADD COLUMN host VARCHAR;
+"""
+
 MIGRATIONS: list[Migration] = [
     ("m001_tables", _M001_TABLES),
     ("m002_indexes", _M002_INDEXES),
@@ -139,6 +155,7 @@ MIGRATIONS: list[Migration] = [
     ("m004_scans", _M004_SCANS),
     ("m005_run_isolation", _M005_RUN_ISOLATION),
     ("m006_meta_spend", _M006_META_SPEND),
+    ("m007_call_accounting", _M007_CALL_ACCOUNTING),
 ]
 
 

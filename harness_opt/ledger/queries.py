@@ -2,8 +2,10 @@
 
 The rollouts table is append-only, so one (version, suite, split, task, trial, model) key may have
 several rows over time (a re-run after a crash, a noise re-run with the cache off). Every query here
-reads the *latest* row per key and ignores `llm_error` rows, exactly as `Ledger.cached_rollouts`
-serves the cache: the figures shown are the figures a re-evaluation would reuse.
+reads the *latest* row per key and leaves out infrastructure failures (`records.INFRA_ERRORS`:
+`llm_error`, `sandbox`, `scorer`), exactly as `Ledger.cached_rollouts` serves the cache: the figures
+shown are the figures a re-evaluation would reuse. Those failures are never dropped silently: each
+version's count of them is `VersionAggregate.n_infra`.
 
 Aggregation stays in DuckDB (one pass over the filtered rows); only per-task rows come back to
 Python, where `harness_opt.evaluate.stats` turns them into intervals and tests.
@@ -19,19 +21,21 @@ from typing import Any
 
 from pydantic import BaseModel, Field
 
-from harness_opt.ledger.ledger import LLM_ERROR, Ledger
+from harness_opt.ledger.ledger import INFRA, NOT_INFRA, Ledger
 
 _KEY = "version_hash, suite, split, task_id, trial, model"
 
 
 def latest_rollouts_sql(where: str) -> str:
-    """SELECT of the latest non-`llm_error` row per rollout key among rows matching `where`.
+    """SELECT of the latest row per rollout key among rows matching `where`, infrastructure
+    failures left out.
 
     `where` is applied *before* picking the latest row, so filter on key columns only (a filter on
-    score would resurrect an older attempt). Its first parameter is always the llm_error marker.
+    score would resurrect an older attempt). Its first parameter is always the list of
+    infrastructure error kinds (`INFRA`).
     """
     return (
-        f"SELECT * FROM rollouts WHERE error IS DISTINCT FROM ? AND ({where}) "
+        f"SELECT * FROM rollouts WHERE {NOT_INFRA} AND ({where}) "
         f"QUALIFY row_number() OVER (PARTITION BY {_KEY} ORDER BY created DESC, rowid DESC) = 1"
     )
 
@@ -53,6 +57,9 @@ class VersionAggregate(BaseModel):
     tokens_per_task: float
     latency_s: float = Field(description="Mean latency of one rollout.")
     n_errors: int
+    n_infra: int = Field(
+        default=0, description="Rollout keys whose every row is an infrastructure failure (not scored)."
+    )
     score_sd: float = Field(default=0.0, description="Standard deviation of the per-task means.")
     binary: bool = Field(default=False, description="Whether every per-task mean is 0 or 1.")
 
@@ -130,7 +137,7 @@ def _write_cache(path: Path, stored: dict[str, Any]) -> None:
         pass
 
 
-_CACHE_SCHEMA = 1
+_CACHE_SCHEMA = 2  # 2: n_infra
 
 
 def _aggregate(
@@ -152,7 +159,7 @@ def _aggregate(
                    arg_max(cost_usd, created) AS c,
                    arg_max(coalesce(tokens_in, 0) + coalesce(tokens_out, 0), created) AS tk,
                    arg_max(latency_s, created) AS lat, arg_max((error IS NOT NULL)::INTEGER, created) AS e
-            FROM rollouts WHERE error IS DISTINCT FROM ? AND ({where})
+            FROM rollouts WHERE {NOT_INFRA} AND ({where})
             GROUP BY version_hash, model, task_id, trial
         ), per_task AS (
             SELECT version_hash, model, task_id, avg(s) AS m, count(*) AS n, sum(p) AS p,
@@ -166,6 +173,7 @@ def _aggregate(
     """
     with ledger._read() as con:
         rows = con.execute(sql, params).fetchall()
+        infra = _infra_keys(con, where, params)
     out = []
     for vh, m, n_tasks, score, sd, binary, n_rollouts, passed, cost, tokens, latency, errors in rows:
         out.append(
@@ -183,14 +191,34 @@ def _aggregate(
                 tokens_per_task=float(tokens) / n_rollouts,
                 latency_s=float(latency) / n_rollouts,
                 n_errors=int(errors),
+                n_infra=infra.pop((vh, m), 0),
+            )
+        )
+    for (vh, m), n in infra.items():  # a version with nothing but infrastructure failures is listed too
+        out.append(
+            VersionAggregate(
+                version_hash=vh, model=m, n_rollouts=0, n_tasks=0, score=0.0, pass_rate=0.0, cost_usd=0.0,
+                cost_per_task=0.0, tokens_per_task=0.0, latency_s=0.0, n_errors=0, n_infra=n,
             )
         )
     return out
 
 
+def _infra_keys(con: Any, where: str, params: list[Any]) -> dict[tuple[str, str], int]:
+    """Per (version, model), the rollout keys that have rows and every one an infrastructure failure."""
+    sql = f"""
+        SELECT version_hash, model, count(*) FROM (
+            SELECT version_hash, model, task_id, trial,
+                   bool_and(list_contains(?::VARCHAR[], coalesce(error, ''))) AS all_infra
+            FROM rollouts WHERE ({where}) GROUP BY version_hash, model, task_id, trial
+        ) WHERE all_infra GROUP BY version_hash, model
+    """
+    return {(vh, m): int(n) for vh, m, n in con.execute(sql, params).fetchall()}
+
+
 def _filters(suite: str, split: str, model: str | None, versions: list[str] | None) -> tuple[str, list[Any]]:
     where = ["suite = ?", "split = ?"]
-    params: list[Any] = [LLM_ERROR, suite, split]
+    params: list[Any] = [INFRA, suite, split]
     if model is not None:
         where.append("model = ?")
         params.append(model)
@@ -245,7 +273,7 @@ def paired_tasks(
         FROM sa JOIN sb ON sa.task_id = sb.task_id AND sa.trial = sb.trial
         GROUP BY sa.task_id ORDER BY sa.task_id
     """
-    params = [LLM_ERROR, suite, split, a, b, model_a, model_b, a, model_a, b, model_b]
+    params = [INFRA, suite, split, a, b, model_a, model_b, a, model_a, b, model_b]
     with ledger._read() as con:
         rows = con.execute(sql, params).fetchall()
     return [
@@ -272,11 +300,11 @@ def paired_tasks(
 
 
 def side_models(ledger: Ledger, versions: list[str], suite: str, split: str) -> dict[str, dict[str, int]]:
-    """{version: {model: rows}} on a suite split (llm_error rows left out), most rows first."""
+    """{version: {model: rows}} on a suite split (infrastructure failures left out), most rows first."""
     where, params = _filters(suite, split, None, versions)
     sql = (
         "SELECT version_hash, model, count(*) AS n FROM rollouts "
-        f"WHERE error IS DISTINCT FROM ? AND ({where}) GROUP BY version_hash, model ORDER BY n DESC, model"
+        f"WHERE {NOT_INFRA} AND ({where}) GROUP BY version_hash, model ORDER BY n DESC, model"
     )
     out: dict[str, dict[str, int]] = {v: {} for v in versions}
     with ledger._read() as con:

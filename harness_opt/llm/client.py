@@ -1,19 +1,26 @@
 """`LLMClient`: the one place harness-opt calls a model, through `litellm.acompletion`.
 
 It owns what every call needs and no harness should reimplement: retries with exponential backoff
-and jitter on transient failures (429, 5xx, timeouts, dropped connections) but never on a request
-that can only fail again (auth, bad request); token and cost accounting; the on-disk response cache
-for deterministic calls; and counters the evaluator prints ("N model calls, M cached").
+and jitter on transient failures (429, 5xx, timeouts, dropped or refused connections) and never on a
+request that can only fail again (context overflow, bad request, auth, unknown model: see
+`failures.py`); exact accounting of the requests sent (attempts, retries by cause, answers) for the
+client and for the rollout a call belongs to (`call_account`); token and cost accounting; the
+on-disk response cache for deterministic calls; and the pre-flight call (`preflight`) that fails
+fast, with one clear error, on an endpoint that cannot be reached or a key that is refused.
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import os
 import random
 import time
-from dataclasses import dataclass
+from collections import Counter
+from collections.abc import Iterator
+from contextvars import ContextVar
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -21,8 +28,9 @@ from pydantic import BaseModel, Field
 
 from harness_opt.errors import ModelError
 from harness_opt.llm.cache import CallScope, ResponseCache, current_scope
+from harness_opt.llm.failures import PERMANENT, TRANSIENT, classify, describe, root_message
 from harness_opt.llm.litellm_setup import import_litellm
-from harness_opt.llm.types import LLMRequest, LLMResult
+from harness_opt.llm.types import CallAccount, LLMRequest, LLMResult
 
 log = logging.getLogger(__name__)
 
@@ -48,27 +56,44 @@ class LLMConfig(BaseModel):
 class LLMCallError(RuntimeError):
     """A call that failed for good: retries exhausted, or a request the provider refuses.
 
-    Not a `UserError`: the evaluator catches it and scores the rollout 0 with `str(error)` as the
-    recorded reason. `retryable` says whether the last failure was transient (the budget ran out)."""
+    Not a `UserError`: the evaluator catches it and records the rollout with `str(error)` as the
+    reason. `cause` is why (`failures.Cause`); `retryable` says whether the last failure was
+    transient (the retry budget ran out) rather than permanent."""
 
-    def __init__(self, model: str, attempts: int, cause: BaseException, *, retryable: bool) -> None:
+    def __init__(self, model: str, attempts: int, cause: BaseException, *, kind: str = "other") -> None:
         self.model = model
         self.attempts = attempts
         self.cause = cause
-        self.retryable = retryable
-        kind = type(cause).__name__
-        super().__init__(f"{model}: {kind} after {attempts} attempt(s): {_one_line(str(cause))}")
+        self.kind = kind
+        self.retryable = kind in TRANSIENT
+        super().__init__(
+            f"{model}: {describe(kind)} after {attempts} attempt(s) ({type(cause).__name__}): "
+            f"{_one_line(root_message(cause))}"
+        )
+
+
+class LLMAuthError(ModelError):
+    """The provider refused the key: a problem the user must fix, never retried."""
+
+    kind = "auth"
 
 
 @dataclass
 class ClientStats:
-    """Counters over the client's life. `cost_usd` and tokens count real model calls only."""
+    """Counters over the client's life. `cost_usd` and tokens count real model calls only.
+
+    `attempts` is every request sent to a provider (what its own log shows), so
+    attempts = model_calls + retries + failures; `preflight` requests are counted apart."""
 
     requests: int = 0
+    attempts: int = 0
     model_calls: int = 0
     cache_hits: int = 0
     retries: int = 0
+    retries_by_cause: Counter[str] = field(default_factory=Counter)
     failures: int = 0
+    failures_by_cause: Counter[str] = field(default_factory=Counter)
+    preflight: int = 0
     tokens_in: int = 0
     tokens_out: int = 0
     cost_usd: float = 0.0
@@ -78,6 +103,30 @@ class ClientStats:
             f"{self.model_calls} model calls, {self.cache_hits} cached, {self.retries} retries, "
             f"{self.failures} failed, {self.tokens_in} tokens in, {self.tokens_out} out, ${self.cost_usd:.4f}"
         )
+
+
+_ACCOUNT: ContextVar[CallAccount | None] = ContextVar("harness_opt_call_account", default=None)
+
+
+@contextlib.contextmanager
+def call_account() -> Iterator[CallAccount]:
+    """Count every model call made in the block (and in tasks or threads started with its context)
+    into one account: the evaluator opens one per rollout."""
+    account = CallAccount()
+    token = _ACCOUNT.set(account)
+    try:
+        yield account
+    finally:
+        _ACCOUNT.reset(token)
+
+
+PREFLIGHT_HEADER = "X-Harness-Opt-Preflight"
+"""Sent with the pre-flight request, so a server's log (or a test's) can tell it from real calls."""
+
+IN_PROCESS_PROVIDERS = ("local/", "scripted/")
+"""Models served inside this process: no endpoint to reach and no key, so no pre-flight call."""
+
+_PREFLIGHT_OK: set[tuple[str, str, str]] = set()
 
 
 def _one_line(text: str) -> str:
@@ -103,22 +152,7 @@ _DOTENV_LOADED = False
 
 def is_retryable(error: BaseException) -> bool:
     """Transient failures worth another attempt: rate limits, server errors, timeouts, connections."""
-    litellm = import_litellm()
-    # Timeout subclasses APIConnectionError in openai's hierarchy; both are transient.
-    transient = (
-        litellm.RateLimitError,
-        litellm.InternalServerError,
-        litellm.ServiceUnavailableError,
-        litellm.BadGatewayError,
-        litellm.Timeout,
-        litellm.APIConnectionError,
-        asyncio.TimeoutError,
-        ConnectionError,
-    )
-    if isinstance(error, transient):
-        return True
-    status = getattr(error, "status_code", None)
-    return isinstance(status, int) and (status == 429 or status >= 500)
+    return classify(error) in TRANSIENT
 
 
 def _retry_after_s(error: BaseException) -> float | None:
@@ -183,7 +217,7 @@ class LLMClient:
 
         `scope` (default: the rollout this runs in, `current_scope()`) makes the cache key per
         rollout and per repeat, so one trial's reply is never served to another trial.
-        Raises `ModelError` for a problem the user must fix (no key, unknown model) and
+        Raises `ModelError` for a problem the user must fix (no key, a refused key) and
         `LLMCallError` for a call that failed for good."""
         self.stats.requests += 1
         cache = self.cache
@@ -198,6 +232,9 @@ class LLMClient:
                 hit = await asyncio.to_thread(cache.get, key)
                 if hit is not None:
                     self.stats.cache_hits += 1
+                    account = _ACCOUNT.get()
+                    if account is not None:
+                        account.hit()
                     return hit.model_copy(update={"cached": True, "latency_s": time.perf_counter() - started})
                 result = await self._call_with_retries(req)
                 await asyncio.to_thread(cache.put, key, result)
@@ -205,6 +242,71 @@ class LLMClient:
         finally:
             if not lock.locked() and self._inflight.get(key) is lock:
                 del self._inflight[key]
+
+    def endpoint(self) -> str:
+        """Where calls go: the configured api_base, else the provider's (or its environment's)."""
+        return (
+            self.config.api_base
+            or os.environ.get("OPENAI_BASE_URL")
+            or os.environ.get("OPENAI_API_BASE")
+            or "the provider's default endpoint"
+        )
+
+    async def preflight(self, model: str) -> None:
+        """One tiny request before an evaluation starts: an endpoint that cannot be reached, a key
+        it refuses or a model it does not know fails here, fast, as one `ModelError` naming the
+        endpoint and the fix, instead of as hundreds of rollouts grinding through retries.
+
+        A connection that fails is tried once more half a second later; a server error or a rate
+        limit is retried twice and then let through (the evaluation's own retries and its degraded
+        threshold deal with a flaky server), and so is a timeout or a refusal of the probe itself
+        (it proves the endpoint answers). Once per model and endpoint per process; models
+        served in-process (local/, scripted/) have nothing to reach."""
+        key = (model, self.endpoint(), self.config.api_key_env or "")
+        if model.startswith(IN_PROCESS_PROVIDERS) or key in _PREFLIGHT_OK:
+            return
+        litellm = import_litellm()
+        probe = [{"role": "user", "content": "Say OK."}]
+        req = LLMRequest(model=model, messages=probe, params={"max_tokens": 1})
+        kwargs = self._call_kwargs(req)
+        kwargs["timeout"] = min(self.config.timeout_s, 60.0)
+        kwargs["extra_headers"] = {PREFLIGHT_HEADER: "1"}
+        for attempt in range(3):
+            self.stats.preflight += 1
+            try:
+                await asyncio.wait_for(litellm.acompletion(**kwargs), timeout=kwargs["timeout"] + 5.0)
+                break
+            except Exception as error:
+                cause = classify(error)
+                unreachable = cause in ("connection_refused", "connection")
+                if cause in ("auth", "unknown_model") or (unreachable and attempt == 1):
+                    raise self._preflight_error(model, cause, error) from None
+                if not unreachable and (cause not in ("server_error", "rate_limit") or attempt == 2):
+                    break
+                await asyncio.sleep(0.5 if unreachable else self._backoff_s(attempt, error))
+        _PREFLIGHT_OK.add(key)
+
+    def _preflight_error(self, model: str, cause: str, error: BaseException) -> ModelError:
+        where = f"model {model} at {self.endpoint()}"
+        detail = _one_line(root_message(error))[:200]
+        if cause in ("connection_refused", "connection"):
+            return ModelError(
+                f"cannot reach the model's endpoint: {describe(cause)} ({detail})",
+                where=where,
+                fix="start the server, or correct --api-base / HARNESS_OPT_API_BASE",
+            )
+        if cause == "auth":
+            key_var = self.config.api_key_env or "the provider's key variable (e.g. OPENAI_API_KEY)"
+            return ModelError(
+                f"the endpoint refused the key ({detail})",
+                where=where,
+                fix=f"set a valid key in {key_var} (environment or .env), or name another with --api-key-env",
+            )
+        return ModelError(
+            f"the endpoint does not serve this model ({detail})",
+            where=where,
+            fix="check --model against the models the endpoint serves",
+        )
 
     def _backoff_s(self, attempt: int, error: BaseException) -> float:
         """Exponential backoff with 'equal jitter': half fixed, half random, so parallel rollouts
@@ -239,29 +341,35 @@ class LLMClient:
     async def _call_with_retries(self, req: LLMRequest) -> LLMResult:
         litellm = import_litellm()
         kwargs = self._call_kwargs(req)
+        account = _ACCOUNT.get()
         attempt = 0
         while True:
             started = time.perf_counter()
+            self.stats.attempts += 1
+            if account is not None:
+                account.attempt()
             try:
                 # The outer wait_for also bounds in-process providers that ignore `timeout`.
                 response = await asyncio.wait_for(
                     litellm.acompletion(**kwargs), timeout=self.config.timeout_s + 5.0
                 )
             except Exception as error:
-                if isinstance(error, litellm.AuthenticationError):
-                    self.stats.failures += 1
-                    raise ModelError(
-                        f"the provider refused the key for {req.model} ({_one_line(str(error))[:160]})",
-                        where=f"model {req.model}",
-                        fix="set the provider's API key (e.g. OPENAI_API_KEY) in the environment or .env",
-                    ) from error
-                retryable = is_retryable(error)
-                if not retryable or attempt >= self.config.max_retries:
-                    self.stats.failures += 1
-                    raise LLMCallError(req.model, attempt + 1, error, retryable=retryable) from error
+                cause = classify(error)
+                if cause in PERMANENT or cause not in TRANSIENT or attempt >= self.config.max_retries:
+                    self._failed(account, cause, error)
+                    if cause == "auth":
+                        raise LLMAuthError(
+                            f"the provider refused the key for {req.model} ({_one_line(str(error))[:160]})",
+                            where=f"model {req.model}",
+                            fix="set the provider's API key (e.g. OPENAI_API_KEY) in the environment or .env",
+                        ) from error
+                    raise LLMCallError(req.model, attempt + 1, error, kind=cause) from error
                 delay = self._backoff_s(attempt, error)
-                log.warning("%s: %s, retry %d in %.2fs", req.model, type(error).__name__, attempt + 1, delay)
+                log.warning("%s: %s, retry %d in %.2fs", req.model, describe(cause), attempt + 1, delay)
                 self.stats.retries += 1
+                self.stats.retries_by_cause[cause] += 1
+                if account is not None:
+                    account.retry(cause)
                 attempt += 1
                 await asyncio.sleep(delay)
                 continue
@@ -271,7 +379,15 @@ class LLMClient:
             self.stats.tokens_in += result.tokens_in
             self.stats.tokens_out += result.tokens_out
             self.stats.cost_usd += result.cost_usd
+            if account is not None:
+                account.answered()
             return result
+
+    def _failed(self, account: CallAccount | None, cause: str, error: BaseException) -> None:
+        self.stats.failures += 1
+        self.stats.failures_by_cause[cause] += 1
+        if account is not None:
+            account.fail(cause, f"{describe(cause)}: {_one_line(str(error))[:300]}")
 
     @staticmethod
     def _to_result(req: LLMRequest, response: Any, latency: float) -> LLMResult:

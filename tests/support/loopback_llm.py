@@ -4,6 +4,8 @@ each time, so tests can see whether a reply was really fetched or served from a 
 Each POST to `/v1/chat/completions` is recorded (model, messages, params) and answered by
 `respond(request, n)` where n counts calls to that model from 0; the default answer is
 `"<model> reply #<n>"`. Usage is reported as word counts so cost and token figures flow as usual.
+harness-opt's pre-flight request (the `X-Harness-Opt-Preflight` header) is answered and kept apart
+in `probes`, so `requests` and the per-model counts are the evaluation's own calls.
 """
 
 from __future__ import annotations
@@ -32,6 +34,8 @@ class Loopback:
     url: str
     requests: list[dict[str, Any]] = field(default_factory=list)
     counts: dict[str, int] = field(default_factory=lambda: defaultdict(int))
+    probes: list[dict[str, Any]] = field(default_factory=list)
+    """Pre-flight requests (answered, not counted in `requests`)."""
 
     def calls(self, model: str) -> list[dict[str, Any]]:
         return [r for r in self.requests if r.get("model") == model]
@@ -61,12 +65,20 @@ def loopback_llm(respond: Respond = default_respond) -> Iterator[Loopback]:
         def do_POST(self) -> None:
             body = json.loads(self.rfile.read(int(self.headers.get("Content-Length") or 0)) or b"{}")
             model = str(body.get("model"))
+            if self.headers.get("X-Harness-Opt-Preflight"):
+                with lock:
+                    state.probes.append(body)
+                self._answer(model, -1, {"role": "assistant", "content": "OK"}, body)
+                return
             with lock:
                 n = state.counts[model]
                 state.counts[model] += 1
                 state.requests.append(body)
             reply = respond(body, n)
             message = {"role": "assistant", "content": reply} if isinstance(reply, str) else reply
+            self._answer(model, n, message, body)
+
+        def _answer(self, model: str, n: int, message: dict[str, Any], body: dict[str, Any]) -> None:
             payload = {
                 "id": f"chatcmpl-{model}-{n}",
                 "object": "chat.completion",

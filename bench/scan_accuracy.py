@@ -335,6 +335,7 @@ def measure(name: str, root: Path, per_suite: int) -> dict[str, Any]:
         "false_positives": false_pos,
         "hits": dict(hits),
         "tasks": len(tasks),
+        "public": len(public),
         "kinds": Counter(w.split(":")[0].split(" ")[0] for w, _, _ in legit),
     }
 

@@ -145,8 +145,8 @@ def _has_tools(files: dict[str, bytes]) -> bool:
 
 
 def _instrumentation_findings(cand: dict[str, bytes], parent: dict[str, bytes]) -> list[Finding]:
-    """Logging or model/tool calls the parent made and the candidate dropped (tool call sites only
-    where the candidate has tools to call: init's loop has one even for a suite without tools)."""
+    """Logging or model/tool calls the parent made and the candidate has none of (tool call sites
+    only where the candidate has tools to call: init's loop has one even for a suite without tools)."""
 
     def count(files: dict[str, bytes]) -> dict[str, int]:
         total: dict[str, int] = {}
@@ -167,8 +167,8 @@ def _instrumentation_findings(cand: dict[str, bytes], parent: dict[str, bytes]) 
         b, a = before.get(method, 0), after.get(method, 0)
         if method == "call_tool" and not _has_tools(cand):
             continue
-        if a < b:
-            severity: Severity = "flag" if a == 0 and method in ("log", "llm") else "note"
+        if a == 0 < b:  # fewer sites is a refactor; none at all is a different kind of agent
+            severity: Severity = "flag" if method in ("log", "llm") else "note"
             out.append(
                 Finding(
                     severity=severity,

@@ -158,3 +158,18 @@ def test_index_ranks_candidates_and_lists_train_and_val_wins(planted_run: dict[s
     assert won >= 1  # the accepted prompt is right on train tasks the seed got wrong
     val_wins = index.split("## Val tasks won and lost")[1]
     assert f"- {folder} vs v0001" in val_wins and "val-id" not in val_wins  # opaque keys only
+
+
+def test_without_a_suite_the_history_has_files_and_outcomes_only(
+    planted_run: dict[str, Any], tmp_path: Path
+) -> None:
+    """The training domain's history: no rollouts to show, the candidates' files and decisions still."""
+    result = planted_run["result"]
+    source = HistorySource(ledger=planted_run["ledger"], run_id=result.run_id, agent="leaky")
+    stats = build_history(source, tmp_path / "h")
+    assert stats.traces == 0 and stats.candidates == 5
+    folders = sorted(p.name for p in (tmp_path / "h" / "candidates").iterdir())
+    assert folders == ["v0001", "v0002", "v0003", "v0004", "v0005"]
+    assert (tmp_path / "h" / "candidates" / "v0002" / "files" / "prompts" / "system.j2").is_file()
+    assert not (tmp_path / "h" / "candidates" / "v0002" / "train").exists()
+    assert _leaks(tree_text(tmp_path / "h")) == []

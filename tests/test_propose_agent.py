@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import shlex
 import subprocess
 import sys
@@ -252,3 +253,153 @@ def test_parse_hypothesis() -> None:
         "Retry failed lookups.",
     )
     assert parse_hypothesis("Just a sentence.") == ("", "Just a sentence.")
+
+
+# --- the history filesystem, ./check, presets, links -------------------------------------------------
+
+HISTORY_AGENT = """
+    import json, subprocess
+    marker = "Think about which label fits best."
+    index = (wd / "history/INDEX.md").read_text()
+    system = (wd / "harness/prompts/system.j2").read_text()
+    if "v0002" not in index:  # the first round: only the seed has been tried
+        (wd / "harness/prompts/system.j2").write_text(marker + "\\n" + system)
+        (wd / "HYPOTHESIS.md").write_text("mechanism: think first\\nthinking helps")
+        sys.exit(0)
+    hits = subprocess.run(["grep", "-rl", marker, "history/candidates"], capture_output=True, text=True)
+    traces = sorted(h for h in hits.stdout.split() if "/train/traces/" in h)
+    trace = Path(traces[0]).read_text()
+    assert "### trace task=" in trace and "expected (train gold):" in trace, trace[:300]
+    (wd / "harness/prompts/system.j2").write_text(system + "Be exact.\\n")
+    ok = subprocess.run(["./check"], capture_output=True, text=True)
+    bad = subprocess.run(["./check", VAL_ID], capture_output=True, text=True)
+    said = {"read": traces[0], "ok": [ok.returncode, ok.stdout[:400]],
+            "val": [bad.returncode, "is not a train task" in bad.stdout, VAL_ID in bad.stdout]}
+    (wd / "HYPOTHESIS.md").write_text("mechanism: be exact\\n" + json.dumps(said))
+"""
+
+
+def test_agent_reads_a_prior_candidates_trace_and_checks_its_candidate(tmp_path: Path) -> None:
+    """An optimize run with a fake coding agent in bubblewrap: round 2 greps the history for the
+    change round 1 made, reads that candidate's raw train trace, edits, runs ./check (OK), tries a
+    val task (refused), and hands back a valid candidate."""
+    import json
+    import shutil
+
+    from harness_opt.search.budget import Budget
+    from harness_opt.suites.loader import load_suite
+    from tests.support.optimize import SEED, SUITE, gold_by_text, prompt_sensitive_responder, run_scripted
+
+    assert bwrap_path() is not None, "bubblewrap must work here: the agent proposer refuses without it"
+    seed = tmp_path / "harnesses" / "banking77" / "v0001"
+    shutil.copytree(SEED, seed)
+    val_id = load_suite(SUITE).tasks("val")[0].id
+    command, script = fake_agent(tmp_path, f"VAL_ID = {val_id!r}\n" + textwrap.dedent(HISTORY_AGENT))
+    proposer = AgentCLIProposer(command, sandbox="bwrap", ro_binds=[script], timeout_s=120)
+    respond = prompt_sensitive_responder(gold_by_text())
+    result = run_scripted(seed, respond, proposer, budget=Budget(iterations=2), history_train=3)
+    by = {c.mechanism: c for c in result.candidates}
+    assert by["think first"].outcome == "accepted", result.candidates
+    second = by["be exact"]
+    assert second.outcome in ("accepted", "rejected") and second.val_score is not None, second.reason  # valid
+    said = json.loads(second.hypothesis)
+    assert said["read"].startswith("history/candidates/v0002/train/traces/")
+    assert said["ok"][0] == 0 and "loads: yes" in said["ok"][1] and "train task b77-train" in said["ok"][1]
+    assert said["val"] == [1, True, True]  # refused, the same answer as for any id that is not train
+    assert second.spend is not None and second.spend.seconds > 0 and second.spend.model
+
+
+def test_a_linked_harness_or_hypothesis_is_never_followed(tmp_path: Path) -> None:
+    """The agent replaces harness/ (and HYPOTHESIS.md) with links to a folder outside its sandbox that
+    holds editable-looking files; this process, outside the sandbox, must not read through them."""
+    outside = tmp_path / "outside"
+    (outside / "prompts").mkdir(parents=True)
+    (outside / "prompts" / "system.j2").write_text("OUTSIDE-SECRET prompt\n")
+    (outside / "hyp.md").write_text("mechanism: OUTSIDE-SECRET\nread through a link\n")
+    body = f"""
+    import shutil
+    shutil.rmtree(wd / "harness")
+    os.symlink({str(outside)!r}, wd / "harness")
+    (wd / "HYPOTHESIS.md").unlink()
+    os.symlink({str(outside / "hyp.md")!r}, wd / "HYPOTHESIS.md")
+    """
+    command, script = fake_agent(tmp_path, body)
+    proposer = AgentCLIProposer(command, sandbox="bwrap", ro_binds=[script])
+    out = proposer.propose(make_input(), 1)
+    assert all("OUTSIDE-SECRET" not in (c or "") for p in out for c in p.edits.values())
+    assert all("OUTSIDE-SECRET" not in p.mechanism + p.hypothesis for p in out)
+    # every original file now reads as deleted, nothing from outside came in
+    assert all(set(p.edits.values()) == {None} for p in out)
+
+    body = f"""
+    (wd / "harness/prompts/system.j2").unlink()
+    os.symlink({str(outside / "prompts" / "system.j2")!r}, wd / "harness/prompts/system.j2")
+    (wd / "HYPOTHESIS.md").write_text("mechanism: link\\nx")
+    """
+    command, script = fake_agent(tmp_path, body)
+    proposer = AgentCLIProposer(command, sandbox="bwrap", ro_binds=[script])
+    out = proposer.propose(make_input(), 1)
+    assert [p.edits for p in out] == [{"prompts/system.j2": None}]
+    assert any("symbolic link" in d for d in out[0].meta["dropped_edits"])
+
+
+RECORDING_CLI = """#!{python}
+import json, os, sys
+from pathlib import Path
+wd = Path.cwd()
+seen = {{"argv": sys.argv[1:], "env": {{k: os.environ.get(k) for k in {names!r}}},
+        "instructions": (wd / "INSTRUCTIONS.md").read_text()[:200]}}
+(wd / "harness/prompts/system.j2").write_text(json.dumps(seen))
+(wd / "HYPOTHESIS.md").write_text("mechanism: {name}\\nrecorded")
+"""
+
+
+@pytest.mark.parametrize("name", ["claude", "codex", "gemini", "aider", "opencode"])
+def test_presets_run_the_documented_command_with_their_keys(
+    name: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import json
+
+    from harness_opt.propose.presets import PRESETS, PROMPT
+
+    preset = PRESETS[name]
+    bin_dir = tmp_path / "bin"
+    bin_dir.mkdir()
+    names = [*preset.keys, *preset.env]
+    cli = bin_dir / preset.argv[0]
+    cli.write_text(RECORDING_CLI.format(python=sys.executable, names=names, name=name))
+    cli.chmod(0o755)
+    monkeypatch.setenv("PATH", f"{bin_dir}:{os.environ['PATH']}")
+    for key in preset.keys:
+        monkeypatch.delenv(key, raising=False)
+    with pytest.raises(UserError, match=preset.keys[0]):
+        AgentCLIProposer.from_preset(name)
+    monkeypatch.setenv(preset.keys[-1], "sk-test")
+    out = AgentCLIProposer.from_preset(name, sandbox="bwrap").propose(make_input(), 1)
+    assert len(out) == 1 and out[0].mechanism == name
+    seen = json.loads(out[0].edits["prompts/system.j2"] or "")
+    files = ["harness/agent.py", "harness/prompts/system.j2", "harness/tools.json", "HYPOTHESIS.md"]
+    expected = [
+        a for arg in preset.argv[1:] for a in (files if arg == "{files}" else [arg.replace("{prompt}", PROMPT)])
+    ]
+    assert seen["argv"] == expected
+    assert seen["env"][preset.keys[-1]] == "sk-test"
+    assert all(seen["env"][k] == v for k, v in preset.env.items())
+    assert seen["instructions"].startswith("# Program: improve the harness of `clf`")
+
+
+def test_a_preset_whose_cli_is_missing_says_how_to_install_it(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("PATH", "/nonexistent")
+    with pytest.raises(UserError, match="not installed") as caught:
+        AgentCLIProposer.from_preset("codex")
+    assert "npm install -g @openai/codex" in str(caught.value.fix)
+
+
+def test_every_preset_is_documented_with_its_exact_command_and_keys(repo_root: Path) -> None:
+    from harness_opt.propose.presets import PRESETS
+
+    docs = (repo_root / "docs" / "proposers.md").read_text()
+    for preset in PRESETS.values():
+        assert f"`{shlex.join(preset.argv)}`" in docs, preset.name
+        for key in (*preset.keys, *preset.env):
+            assert key in docs, (preset.name, key)

@@ -167,3 +167,37 @@ def test_a_refused_single_call_is_retried_with_less_evidence(tmp_path: Path) -> 
     assert out[0].meta["evidence"]["share"] < 1.0
     assert out[0].spend is not None and out[0].spend.overflows >= 1
     assert is_context_error(CustomLLMError(status_code=400, message="exceed context window of 8192"))
+
+
+def test_a_refused_step_is_retried_with_a_shorter_trajectory(tmp_path: Path) -> None:
+    """The model's real limit is below the plan (a tokenizer denser than planned): a step it refuses
+    is sent again with less trajectory, until the old observation is elided and the call fits."""
+    inp = make_input(files={**make_input().files, "prompts/system.j2": "Classify.\n"})
+    sizes: list[int] = []
+    limit = {"chars": 0}
+
+    def meta(messages: list[dict[str, Any]], tools: Any, params: dict[str, Any]) -> str:
+        size = len(transcript(messages))
+        step = steps_taken(messages)
+        if step == 0:
+            limit["chars"] = size + 1_500  # room for a short step, not for a long observation
+        sizes.append(size)
+        if size > limit["chars"]:
+            raise CustomLLMError(status_code=400, message=f"Requested tokens ({size}) exceed context window")
+        if step == 0:
+            return step_reply("read_file", {"path": "traces/failing.md"})
+        if step == 1:
+            assert "cut to fit the context" in transcript(messages)  # the long observation, shortened
+        if step == 1:
+            return step_reply("write_file", {"path": "prompts/system.j2", "content": "Classify exactly.\n"})
+        return step_reply("finish", {"mechanism": "exact", "hypothesis": "h"})
+
+    failing = [make_trace(f"t{i}", label=f"l{i}", got="y", padding=300) for i in range(6)]
+    with scripted_model("meta-refuses", meta) as m:
+        proposer = LLMProposer(m.model, context_tokens=6_000, max_steps=6)
+        out = proposer.propose(inp.model_copy(update={"failing_traces": failing}), 1)
+    assert [p.mechanism for p in out] == ["exact"], proposer.notes
+    assert out[0].edits == {"prompts/system.j2": "Classify exactly.\n"}
+    refused = [s for s in sizes if s > limit["chars"]]
+    assert refused and out[0].spend is not None and out[0].spend.overflows == len(refused)
+    assert all(s <= 6_000 * 3 for s in sizes)  # every prompt inside the planned window

@@ -52,6 +52,9 @@ PROMPT_OVERHEAD_CHARS = 4_000
 EVIDENCE_SHARES = (1.0, 0.5, 0.25, 0.0)
 """Single mode: the share of the trace budget each attempt uses; a refused or unusable reply is
 retried with the next (0.0: files and history only)."""
+MAX_UNUSABLE_REPLIES = 2
+"""Single mode: replies that could not be parsed before the proposal is given up (a prompt refused as
+too long is retried down the whole list instead: less evidence is the cure for that)."""
 
 
 class FileEdit(BaseModel):
@@ -184,7 +187,8 @@ class LLMProposer:
         finally:
             shutil.rmtree(workdir, ignore_errors=True)
         if not edits:
-            return f"the meta-agent wrote no usable edit ({episode.ended}; {len(episode.steps)} steps)"
+            steps = ", ".join(f"{s.tool}({_short_args(s.args)})" for s in episode.steps)[:600]
+            return f"the meta-agent wrote no usable edit ({episode.ended}; steps: {steps or 'none'})"
         said = bench.finished or {}
         mechanism = " ".join(said.get("mechanism", "").split()) or f"edits to {', '.join(sorted(edits))}"
         return Proposal(
@@ -243,7 +247,10 @@ class LLMProposer:
         self, inp: ProposalInput, *, seed: int, avoid: list[str], meter: SpendMeter
     ) -> Proposal | str:
         why = "no attempt made"
+        unusable = 0
         for share in EVIDENCE_SHARES:
+            if unusable >= MAX_UNUSABLE_REPLIES:
+                break
             values, evidence = self.inputs(inp, seed, avoid, share)
             before = {e.get("uuid") for e in self.lm.history}
             try:
@@ -256,7 +263,9 @@ class LLMProposer:
                         where=f"--meta-model {self.meta_model}",
                         fix="check the model string and its API key environment variable",
                     ) from exc
-                meter.overflows += int(is_context_error(exc))
+                overflow = is_context_error(exc)
+                meter.overflows += int(overflow)
+                unusable += int(not overflow)
                 why = f"meta-model reply unusable: {type(exc).__name__}: {str(exc)[:500]}"
                 log.info("llm proposer: %s (evidence share %.2f); retrying with less", why, share)
                 continue

@@ -5,9 +5,9 @@ on the work dir (`meta_tools.py`) and its answer joins the trajectory. Unlike `d
 shortens the trajectory only after the model refuses it, every step is planned to fit the context
 before it is sent: observations are paged and cut, and the oldest ones are elided first (the model
 is told, and can call the tool again). A step the model still refuses as too long is retried with
-half the trajectory; a step whose reply cannot be parsed is retried once; three failed steps in a row
-end the episode. The episode ends at `finish`, or at the step limit; whatever it wrote under
-`harness/` is the candidate.
+half the trajectory room (down to a sixteenth); a step whose reply cannot be parsed is retried, and
+three of those in a row end the episode. The episode ends at `finish`, or at the step limit;
+whatever it wrote under `harness/` is the candidate.
 """
 
 from __future__ import annotations
@@ -45,15 +45,21 @@ Work like this: read the history (list_candidates), grep and read the raw traces
 to find why tasks fail and what changed when a candidate won or lost, then change ONE mechanism:
 write_file each changed file in full (only the editable files), check it, then finish with the
 mechanism's name and your hypothesis. Do not repeat a rejected idea. Fix the general cause; never
-hard-code answers. Each step: reason in next_thought, then pick next_tool_name and give
+hard-code answers. Each step: reason briefly in next_thought, then pick next_tool_name and write
 next_tool_args as a JSON object.
 
 Tools:
 """
 
 _TRAJECTORY = dspy.InputField(desc="Your steps so far and what each tool returned")
+# Text, not a dict: a schema of plain fields lets a JSON adapter constrain the whole reply (the embedded
+# models decode by grammar), where an open-ended mapping would fall back to any JSON at all.
+_ARGS = dspy.OutputField(desc='The tool\'s arguments as a JSON object, e.g. {"path": "history/INDEX.md"}')
 ELIDED = "(observation elided to fit the context; call the tool again if you need it)"
 MAX_STEP_FAILURES = 3
+"""Unparseable replies in a row that end an episode."""
+MIN_SHARE = 1 / 16
+"""A step refused as too long is sent with half the trajectory room, down to this share of it."""
 
 
 @dataclass
@@ -63,12 +69,16 @@ class Step:
     args: dict[str, Any]
     observation: str
     elided: bool = False
+    cut: int | None = None
+    """Show only this many characters of the observation (None: all of it)."""
 
     def text(self, index: int) -> str:
         args = json.dumps(self.args, ensure_ascii=False)
         if len(args) > 600:  # a written file is in the work dir; the trajectory needs only its gist
             args = args[:600] + f"... ({len(args)} characters)"
         obs = ELIDED if self.elided else self.observation
+        if not self.elided and self.cut is not None:
+            obs = obs[: self.cut] + f"\n[... {len(obs) - self.cut} characters cut to fit the context]"
         return f"[step {index}] thought: {self.thought}\ntool: {self.tool}({args})\nobservation:\n{obs}"
 
 
@@ -90,8 +100,25 @@ def _signature(bench: Workbench, brief_desc: str) -> type[dspy.Signature]:
         .append("trajectory", _TRAJECTORY, type_=str)
         .append("next_thought", dspy.OutputField(), type_=str)
         .append("next_tool_name", dspy.OutputField(), type_=Literal[names])
-        .append("next_tool_args", dspy.OutputField(), type_=dict[str, Any])
+        .append("next_tool_args", _ARGS, type_=str)
     )
+
+
+def parse_args(raw: Any, bench: Workbench, tool: str) -> dict[str, Any]:
+    """The arguments the model wrote: a JSON object; else, for a tool with one argument, the text."""
+    if isinstance(raw, dict):
+        return raw
+    text = str(raw or "").strip()
+    try:
+        value = json.loads(text) if text else {}
+    except ValueError:
+        value = None
+    if isinstance(value, dict):
+        return value
+    spec = next((t for t in bench.specs() if t.name == tool), None)
+    if spec is not None and len(spec.args) >= 1 and text:
+        return {next(iter(spec.args)): text if value is None else value}
+    return {}
 
 
 def brief(inp: ProposalInput, avoid: list[str]) -> str:
@@ -145,19 +172,21 @@ class ToolAgent:
                         where=f"--meta-model {self.lm.model}",
                         fix="check the model string and its API key environment variable",
                     ) from exc
-                failures += 1
-                if is_context_error(exc):
+                if is_context_error(exc):  # shorter until it fits, down to a sixteenth of the plan
                     meter.overflows += 1
                     share /= 2
+                    failures += int(share < MIN_SHARE)
+                else:
+                    failures += 1
                 log.info("meta-agent step failed (%d in a row): %s", failures, str(exc)[:300])
-                if failures >= MAX_STEP_FAILURES:
+                if failures >= MAX_STEP_FAILURES or share < MIN_SHARE:
                     why = f"{type(exc).__name__}: {str(exc)[:300]}"
                     episode.ended = f"{failures} steps in a row failed: {why}"
                     return episode
                 continue
             failures, share = 0, 1.0
-            args = pred.next_tool_args if isinstance(pred.next_tool_args, dict) else {}
             tool = str(pred.next_tool_name)
+            args = parse_args(pred.next_tool_args, bench, tool)
             observation = bench.call(tool, args)
             episode.steps.append(Step(str(pred.next_thought), tool, args, observation))
         episode.ended = "finished" if bench.finished is not None else f"step limit ({self.max_steps})"
@@ -174,15 +203,20 @@ class ToolAgent:
 
     def _fit(self, episode: Episode, room_tokens: int) -> str:
         """The trajectory as text within `room_tokens`: the oldest observations elided first, then the
-        oldest steps dropped (the newest step is always kept whole when it fits at all)."""
+        newest one cut to what fits (the model can read on with an offset), then the oldest steps
+        dropped; the model is told each time."""
         steps = episode.steps
         for s in steps:
-            s.elided = False
+            s.elided, s.cut = False, None
         text = self._render(episode)
         for s in steps[:-1]:
             if planned_tokens(text) <= room_tokens:
                 return text
             s.elided = True
+            text = self._render(episode)
+        if steps and planned_tokens(text) > room_tokens:
+            over = int((planned_tokens(text) - room_tokens) * PLAN_CHARS_PER_TOKEN) + 200
+            steps[-1].cut = max(0, len(steps[-1].observation) - over)
             text = self._render(episode)
         while planned_tokens(text) > room_tokens and len(steps) > 1:
             steps.pop(0)

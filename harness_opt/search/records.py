@@ -41,6 +41,10 @@ class CandidateRecord(HistoryEntry):
     spend: MetaSpend | None = Field(
         default=None, description="What the meta-model spent proposing it (None: no meta-model)."
     )
+    proposed: bool = Field(
+        default=True,
+        description="False: the proposer produced no candidate this time (its reason and spend are kept).",
+    )
 
     @property
     def label(self) -> str:
@@ -71,7 +75,10 @@ class SealedTest(BaseModel):
 
 class OptimizeResult(BaseModel):
     run_id: str
-    status: Literal["finished", "stopped"]
+    status: Literal["finished", "stopped", "degraded"]
+    degraded: str | None = Field(
+        default=None, description="Why the run is degraded (too many infrastructure failures), or None."
+    )
     stop_reason: str
     stop: StopKind | None = None
     model: str

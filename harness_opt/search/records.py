@@ -75,10 +75,7 @@ class SealedTest(BaseModel):
 
 class OptimizeResult(BaseModel):
     run_id: str
-    status: Literal["finished", "stopped", "degraded"]
-    degraded: str | None = Field(
-        default=None, description="Why the run is degraded (too many infrastructure failures), or None."
-    )
+    status: Literal["finished", "stopped"]
     stop_reason: str
     stop: StopKind | None = None
     model: str

@@ -118,6 +118,12 @@ class BwrapSpec:
 
     ro_binds: Sequence[tuple[str, str]] = ()
     rw_binds: Sequence[tuple[str, str]] = ()
+    dev_binds: Sequence[tuple[str, str]] = ()
+    """Device nodes (or directories of them) bound with device access, after the sandbox's own
+    minimal /dev: the GPUs of a training run. Empty for harness code, which gets no device."""
+    read_only_root: bool = False
+    """Remount `/` and `/dev` read-only once every mount is made: bubblewrap builds both as tmpfs
+    without a size cap that the sandbox's user may write, a way around the capped /tmp."""
     env: dict[str, str] = field(default_factory=dict)
     chdir: str = BOX_TMP
     tmp_bytes: int = SERVER_TMP_BYTES
@@ -207,6 +213,10 @@ def bwrap_command(spec: BwrapSpec, argv: Sequence[str]) -> list[str]:
         cmd += ["--ro-bind", src, dst]
     for src, dst in spec.rw_binds:
         cmd += ["--bind", src, dst]
+    for src, dst in spec.dev_binds:
+        cmd += ["--dev-bind", src, dst]
+    if spec.read_only_root:  # last: every mount point above is made on the root tmpfs first
+        cmd += ["--remount-ro", "/", "--remount-ro", "/dev"]
     for key, value in spec.env.items():
         cmd += ["--setenv", key, value]
     return [*cmd, "--chdir", spec.chdir, "--", *argv]

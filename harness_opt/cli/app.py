@@ -220,6 +220,10 @@ def _exit_code(exc: Exception) -> int:
     from harness_opt.evaluate.summary import Degraded
 
     if isinstance(exc, Degraded):
+        if not exc.shown:
+            err_console.print(
+                Text.assemble(("degraded:", "bold red"), f" {exc.reason}"), highlight=False, soft_wrap=True
+            )
         return EXIT_DEGRADED
     if type(exc).__name__ == "NoArgsIsHelpError":  # `harness-opt` alone: the help is the answer
         exc.show()  # type: ignore[attr-defined]

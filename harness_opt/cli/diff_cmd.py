@@ -7,6 +7,7 @@ from typing import TYPE_CHECKING, Annotated
 
 import typer
 from rich.console import Console
+from rich.markup import escape
 from rich.syntax import Syntax
 from rich.table import Table
 from rich.text import Text
@@ -33,7 +34,7 @@ def _tool_line(change: ToolChange) -> Text:
 
 
 def print_versions(diff: VersionDiff, console: Console) -> None:
-    console.rule(f"[bold]{diff.a_label}[/] → [bold]{diff.b_label}[/]")
+    console.rule(f"[bold]{escape(diff.a_label)}[/] → [bold]{escape(diff.b_label)}[/]")
     if diff.identical:
         console.print("same content hash: the two versions behave identically")
         return
@@ -41,7 +42,7 @@ def print_versions(diff: VersionDiff, console: Console) -> None:
     if diff.settings:
         console.print("[bold]harness.toml settings[/]")
         for s in diff.settings:
-            console.print(f"  {s.key}: {s.before!r} → {s.after!r}", highlight=False)
+            console.print(f"  {s.key}: {s.before!r} → {s.after!r}", highlight=False, markup=False)
     if diff.tools:
         console.print("[bold]tools.json[/]")
         for tool_change in diff.tools:
@@ -51,24 +52,27 @@ def print_versions(diff: VersionDiff, console: Console) -> None:
 
 def _print_lineage(diff: VersionDiff, console: Console) -> None:
     console.print(
-        "[bold]lineage[/]" + (f" (common ancestor {diff.common_ancestor})" if diff.common_ancestor else "")
+        "[bold]lineage[/]"
+        + (escape(f" (common ancestor {diff.common_ancestor})") if diff.common_ancestor else "")
     )
     for step in diff.lineage:
         arrow = "←" if step.direction == "from_a" else "→"
         console.print(
-            f"  {arrow} [bold]{step.label}[/] [dim]{step.proposer}[/]  {step.hypothesis}", highlight=False
+            f"  {arrow} [bold]{escape(step.label)}[/] [dim]{escape(step.proposer)}[/]  "
+            + escape(step.hypothesis),
+            highlight=False,
         )
         for change in step.changes:
-            console.print(f"      • {change}", highlight=False)
+            console.print(f"      • {change}", highlight=False, markup=False)
 
 
 def _print_files(diff: VersionDiff, console: Console) -> None:
     for f in diff.files:
-        console.print(f"[bold]{f.path}[/] ({f.status})")
+        console.print(f"[bold]{escape(f.path)}[/] ({f.status})")
         if f.binary:
             console.print("  binary file differs")
         elif f.summary:
-            console.print(f"  {f.summary} (not shown)", highlight=False)
+            console.print(f"  {f.summary} (not shown)", highlight=False, markup=False)
         else:
             console.print(Syntax(f.diff, "diff", theme="ansi_dark", word_wrap=True))
 
@@ -79,7 +83,7 @@ def _money(x: float) -> str:
 
 def print_results(res: ResultsDiff, console: Console) -> None:
     console.rule(
-        f"results on {res.suite}/{res.split}: {res.n_tasks} tasks, {res.n_rollouts} rollouts per side"
+        escape(f"results on {res.suite}/{res.split}: {res.n_tasks} tasks, {res.n_rollouts} rollouts per side")
     )
     table = Table(show_edge=False)
     for col in ("", "version", "model", "score (95% CI)", "cost", "tokens", "latency/rollout"):
@@ -87,8 +91,8 @@ def print_results(res: ResultsDiff, console: Console) -> None:
     for name, side in (("A", res.a), ("B", res.b)):
         table.add_row(
             name,
-            side.label,
-            side.model,
+            escape(side.label),
+            escape(side.model),
             f"{side.score:.3f} [{side.ci[0]:.3f}, {side.ci[1]:.3f}]",
             _money(side.cost_usd),
             f"{side.tokens:,}",
@@ -105,7 +109,18 @@ def print_results(res: ResultsDiff, console: Console) -> None:
         style="bold",
     )
     console.print(table)
-    console.print(f"paired test: {res.method}; {len(res.fixed)} fixed, {len(res.broken)} broken")
+    fixed, broken = len(res.fixed), len(res.broken)
+    console.print(f"paired test: {res.method}; {fixed} fixed, {broken} broken", markup=False)
+    if res.infra_a or res.infra_b:
+        console.print(
+            f"infrastructure failures (not compared, not scored): A {res.infra_a}, B {res.infra_b}",
+            markup=False,
+        )
+    for why in res.degraded:
+        console.print(
+            Text.assemble(("degraded: ", "bold red"), f"{why}; the comparison is over what survived"),
+            highlight=False,
+        )
     if res.flips:
         flips = Table(
             title="per-task flips (verdict = mean passed over common trials >= 0.5)", show_edge=False
@@ -114,12 +129,12 @@ def print_results(res: ResultsDiff, console: Console) -> None:
             flips.add_column(col)
         for f in sorted(res.flips, key=lambda f: (f.kind, f.task_id)):
             flips.add_row(
-                f.task_id,
+                escape(f.task_id),
                 Text(f.kind, style="green" if f.kind == "fixed" else "red"),
                 f"{f.score_a:.2f}",
                 f"{f.score_b:.2f}",
-                f.trace_a or "-",
-                f.trace_b or "-",
+                escape(f.trace_a or "-"),
+                escape(f.trace_b or "-"),
             )
         console.print(flips)
 
@@ -128,21 +143,24 @@ def print_report(report: DiffReport, console: Console) -> None:
     if report.versions is not None:
         print_versions(report.versions, console)
     elif report.versions_note:
-        console.print(f"[yellow]{report.versions_note}[/]")
+        console.print(f"[yellow]{escape(report.versions_note)}[/]")
     if report.scan_findings:
-        console.print(f"[bold]trust scan of {report.b_label}[/] (worst: {report.scan_severity})")
+        console.print(f"[bold]trust scan of {escape(report.b_label)}[/] (worst: {report.scan_severity})")
         style = {"reject": "red", "flag": "yellow", "note": "dim"}
         for f in report.scan_findings:
             where = f"{f.get('file') or ''}:{f.get('line') or ''}".strip(":")
             console.print(
                 f"  [{style.get(f.get('severity', ''), 'white')}]{f.get('severity')}[/] "
-                f"{f.get('kind')} {where} {f.get('message')}",
+                + escape(f"{f.get('kind')} {where} {f.get('message')}"),
                 highlight=False,
             )
     if report.results is not None:
         print_results(report.results, console)
     for missing in report.missing:
-        console.print(f"[yellow]{missing.message}[/]; to get them run:\n  {missing.command}", highlight=False)
+        console.print(
+            f"[yellow]{escape(missing.message)}[/]; to get them run:\n  {escape(missing.command)}",
+            highlight=False,
+        )
 
 
 def register(app: typer.Typer) -> None:

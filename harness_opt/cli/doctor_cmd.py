@@ -7,6 +7,7 @@ from typing import Annotated
 
 import typer
 from rich.console import Console
+from rich.text import Text
 
 from harness_opt.cli.options import Options, derived
 from harness_opt.search.config import OptimizeConfig
@@ -18,7 +19,15 @@ def register(app: typer.Typer) -> None:
     @app.command("doctor")
     @derived(
         OptimizeConfig,
-        only={"model", "isolation", "budget.wall_s", "budget.dollars"},
+        only={
+            "model",
+            "isolation",
+            "budget.wall_s",
+            "budget.dollars",
+            "llm.api_base",
+            "llm.api_key_env",
+            "llm.timeout_s",
+        },
         defaults={"budget.wall_s": None},
     )
     def doctor_command(
@@ -33,19 +42,23 @@ def register(app: typer.Typer) -> None:
         options: Options,
     ) -> None:
         """Check splits, sealed test, scorer determinism, noise and smallest detectable gain, sandbox,
-        model key, budget and cost per iteration, with the options the optimize run will have.
-        Exits 1 when a line is FAIL."""
+        model key and endpoint (one pre-flight call), budget and cost per iteration, with the options
+        the optimize run will have. Exits 1 when a line is FAIL (a noise check degraded by model
+        failures is a FAIL, never a PASS)."""
         from harness_opt.trust.doctor import doctor
 
         run = options.build(OptimizeConfig, harness=harness or suite, suite=suite)
         plan = run.budget if options.given().get("budget") else None
-        report = doctor(suite, harness, model=run.model, budget=plan, quick=not full, isolation=run.isolation)
+        report = doctor(
+            suite, harness, model=run.model, budget=plan, quick=not full, isolation=run.isolation, llm=run.llm
+        )
         console = Console()
-        console.print(report.title, highlight=False)
+        console.print(report.title, highlight=False, markup=False)
         for line in report.lines:
             colour = _COLOURS[line.status]
-            console.print(f"[{colour}]{line.status:4}[/]  {line.check:<12} {line.detail}", highlight=False)
+            text = Text.assemble((f"{line.status:4}", colour), f"  {line.check:<12} {line.detail}")
+            console.print(text, highlight=False)
             if line.fix and line.status != "PASS":
-                console.print(f"      fix: {line.fix}", highlight=False)
+                console.print(f"      fix: {line.fix}", highlight=False, markup=False)
         if report.failed:
             raise typer.Exit(1)

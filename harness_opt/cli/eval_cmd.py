@@ -171,4 +171,4 @@ def register(app: typer.Typer) -> None:
         if result.degraded:
             from harness_opt.evaluate.summary import Degraded
 
-            raise Degraded(result.degraded)
+            raise Degraded(result.degraded, shown=True)

@@ -8,6 +8,10 @@ from typing import Annotated
 import typer
 
 from harness_opt.cli.suite_options import DataOption, UserModelOption
+from harness_opt.llm.client import LLMConfig
+
+_LLM_FIELDS = LLMConfig.model_fields
+"""The endpoint options take their help from the config model, as every derived option does."""
 
 
 def register(app: typer.Typer) -> None:
@@ -52,6 +56,8 @@ def register(app: typer.Typer) -> None:
         concurrency: Annotated[int, typer.Option(min=1, help="Rollouts in flight.")] = 4,
         user_model: UserModelOption = None,
         data: DataOption = None,
+        api_base: Annotated[str | None, typer.Option(help=_LLM_FIELDS["api_base"].description)] = None,
+        api_key_env: Annotated[str | None, typer.Option(help=_LLM_FIELDS["api_key_env"].description)] = None,
     ) -> None:
         """Evaluate HARNESS on all 114 τ² retail tasks with k trials (reusing the ledger's rollouts) and
         write a taubench.com bundle: submission.json and the trajectories in τ²'s results format,
@@ -93,8 +99,14 @@ def register(app: typer.Typer) -> None:
             resolve_version(str(harness)),
             suite_obj,
             submitter,
-            ExportConfig(trials=trials, model=model, judge_model=judge_model, concurrency=concurrency,
-                         out_dir=out),
+            ExportConfig(
+                trials=trials,
+                model=model,
+                judge_model=judge_model,
+                concurrency=concurrency,
+                out_dir=out,
+                llm=LLMConfig(api_base=api_base, api_key_env=api_key_env),
+            ),
             progress=progress,
         )
         retail = result.submission.results.retail

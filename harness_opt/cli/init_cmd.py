@@ -37,8 +37,9 @@ def register(app: typer.Typer) -> None:
         )
         console = Console()
         for path in result.files:
-            console.print(f"  wrote {path}")
+            console.print(f"  wrote {path}", markup=False)
         console.print(
             f"\nNext: fill in {result.suite_dir}/suite.toml and tasks.jsonl (and tools.py or HTTP bindings),"
-            f" then\n  harness-opt eval {result.harness_dir} --suite {result.suite_dir} --limit 5"
+            f" then\n  harness-opt eval {result.harness_dir} --suite {result.suite_dir} --limit 5",
+            markup=False,
         )

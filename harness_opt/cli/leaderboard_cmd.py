@@ -7,13 +7,16 @@ from typing import Annotated
 
 import typer
 from rich.console import Console
+from rich.markup import escape
 from rich.table import Table
+from rich.text import Text
 
+from harness_opt.evaluate.summary import DEFAULT_MAX_INFRA_FAILURES
 from harness_opt.report.leaderboard import Leaderboard
 
 
 def print_board(board: Leaderboard, console: Console) -> None:
-    table = Table(title=f"{board.suite} / {board.split}", show_edge=False)
+    table = Table(title=escape(f"{board.suite} / {board.split}"), show_edge=False)
     for col in (
         "#",
         "",
@@ -22,27 +25,30 @@ def print_board(board: Leaderboard, console: Console) -> None:
         "score (95% CI)",
         "tasks",
         "rollouts",
+        "infra",
         "cost/task",
         "meta spend",
         "proposer",
         "parent",
     ):
-        right = ("#", "tasks", "rollouts", "cost/task", "meta spend")
+        right = ("#", "tasks", "rollouts", "infra", "cost/task", "meta spend")
         table.add_column(col, justify="right" if col in right else "left")
     for r in board.rows:
-        marks = ("★" if r.incumbent else "") + ("◆" if r.pareto else "")
+        marks = ("★" if r.incumbent else "") + ("◆" if r.pareto else "") + ("⚠" if r.degraded else "")
+        score = f"{r.score:.3f} [{r.ci[0]:.3f}, {r.ci[1]:.3f}]" if r.n_tasks else "-"
         table.add_row(
             str(r.rank),
             marks,
-            r.label,
-            r.model,
-            f"{r.score:.3f} [{r.ci[0]:.3f}, {r.ci[1]:.3f}]",
+            escape(r.label),
+            escape(r.model),
+            score,
             str(r.n_tasks),
             str(r.n_rollouts),
+            f"[red]{r.n_infra}[/]" if r.degraded else str(r.n_infra),
             f"${r.cost_per_task:.5f}",
             "-" if r.meta_cost_usd is None else f"${r.meta_cost_usd:.4f} {r.meta_tokens:,} tok",
-            r.proposer,
-            r.parent or "-",
+            escape(r.proposer),
+            escape(r.parent or "-"),
             style="bold" if r.incumbent else None,
         )
     console.print(table)
@@ -51,6 +57,13 @@ def print_board(board: Leaderboard, console: Console) -> None:
         f"{how}   ◆ Pareto set (score up, cost per task down)   meta spend: what the meta-model spent "
         "proposing the version",
         highlight=False,
+        markup=False,
+    )
+    console.print(
+        "infra: rollouts lost to infrastructure failures (model outage, sandbox), not in the score; "
+        "⚠ degraded: more of them than the threshold (ranked last; re-evaluate the version to retry them)",
+        highlight=False,
+        markup=False,
     )
 
 
@@ -69,18 +82,18 @@ def print_experiments(run_id: str | None, as_json: bool) -> None:
         )
         return
     table = Table(
-        title=f"experiments of {rows[0].run_id} ({rows[0].metric}, lower is better)", show_edge=False
+        title=escape(f"experiments of {rows[0].run_id} ({rows[0].metric}, lower is better)"), show_edge=False
     )
     for col in ("version", rows[0].metric, "memory_gb", "status", "description"):
         table.add_column(col, justify="right" if col in (rows[0].metric, "memory_gb") else "left")
     style = {"keep": "green", "discard": "yellow", "crash": "red"}
     for r in rows:
         table.add_row(
-            r.label,
+            escape(r.label),
             "-" if r.value is None else f"{r.value:.4f}",
             "-" if r.memory_gb is None else f"{r.memory_gb:.1f}",
-            f"[{style.get(r.status, '')}]{r.status}[/]",
-            r.description,
+            Text(r.status, style=style.get(r.status, "")),
+            escape(r.description),
         )
     console.print(table)
 
@@ -102,6 +115,15 @@ def register(app: typer.Typer) -> None:
         run: Annotated[
             str | None, typer.Option(help="With --experiments: this optimize run (default latest).")
         ] = None,
+        max_infra_failures: Annotated[
+            float,
+            typer.Option(
+                min=0.0,
+                max=1.0,
+                help="Share of a version's rollouts lost to infrastructure failures above which it is "
+                "degraded (ranked last, marked ⚠).",
+            ),
+        ] = DEFAULT_MAX_INFRA_FAILURES,
     ) -> None:
         """Versions ranked by score with CI, cost per task, rollouts, proposer and parent."""
         import json
@@ -115,7 +137,7 @@ def register(app: typer.Typer) -> None:
 
         from harness_opt.report.leaderboard import leaderboard
 
-        boards = leaderboard(suite, split, model=model)
+        boards = leaderboard(suite, split, model=model, max_infra_failures=max_infra_failures)
         if as_json:
             typer.echo(json.dumps([b.model_dump(mode="json") for b in boards], indent=2))
             return
@@ -123,9 +145,12 @@ def register(app: typer.Typer) -> None:
         if not boards or not any(b.rows for b in boards):
             where = f"suite {suite}" if suite else "any suite"
             console.print(
-                f"[yellow]no results on {where} / {split} in the ledger[/]; evaluate a version first:\n"
-                f"  harness-opt eval harnesses/<agent>/v0001 --suite {suite or 'tasks/<suite>'}"
-                + ("" if split == "val" else f" --split {split}"),
+                f"[yellow]{escape(f'no results on {where} / {split} in the ledger')}[/]; evaluate a "
+                "version first:\n"
+                + escape(
+                    f"  harness-opt eval harnesses/<agent>/v0001 --suite {suite or 'tasks/<suite>'}"
+                    + ("" if split == "val" else f" --split {split}")
+                ),
                 highlight=False,
             )
             return

@@ -5,6 +5,7 @@ from __future__ import annotations
 import typer
 from rich.console import Console
 from rich.table import Table
+from rich.text import Text
 
 
 def register(app: typer.Typer) -> None:
@@ -23,5 +24,6 @@ def register(app: typer.Typer) -> None:
         table.add_column("ready")
         table.add_column("notes")
         for info in list_models():
-            table.add_row(info.model, info.kind, "yes" if info.available else "no", info.detail)
+            cells = (info.model, info.kind, "yes" if info.available else "no", info.detail)
+            table.add_row(*(Text(c) for c in cells))
         Console().print(table)

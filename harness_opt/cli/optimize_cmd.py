@@ -8,11 +8,14 @@ from typing import TYPE_CHECKING, Annotated
 import typer
 from rich.console import Console, Group
 from rich.live import Live
+from rich.markup import escape
 from rich.panel import Panel
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
+from rich.text import Text
 
 from harness_opt.cli.options import Options, derived
+from harness_opt.cli.suite_options import suite_options
 from harness_opt.search.config import OptimizeConfig
 
 if TYPE_CHECKING:
@@ -47,15 +50,15 @@ class LiveDisplay:
         for r in self.rows[-8:]:
             table.add_row(
                 str(r.iteration),
-                r.label,
-                r.mechanism,
+                escape(r.label),
+                escape(r.mechanism),
                 "-" if r.val_score is None else f"{r.val_score:.3f}",
                 "-" if r.delta is None else f"{r.delta:+.3f}",
                 "-" if r.p_value is None else f"{r.p_value:.3g}",
                 f"[{_STYLE[r.outcome]}]{r.outcome}[/]",
             )
         return Group(
-            Panel(f"{self.header}\n{self.state}", title="harness-opt optimize"), self.progress, table
+            Panel(f"{self.header}\n{escape(self.state)}", title="harness-opt optimize"), self.progress, table
         )
 
     def _refresh(self) -> None:
@@ -73,7 +76,8 @@ class LiveDisplay:
         self._refresh()
 
     def incumbent(self, label: str, val_score: float, budget: str) -> None:
-        self.header = f"incumbent [bold]{label}[/]  val {val_score:.3f}   ·   budget: {budget}"
+        shown = f"val {val_score:.3f}   ·   budget: {escape(budget)}"
+        self.header = f"incumbent [bold]{escape(label)}[/]  {shown}"
         self._refresh()
 
 
@@ -85,13 +89,13 @@ class LineDisplay:
         self.last: tuple[str, int] = ("", -1)
 
     def status(self, text: str) -> None:
-        self.console.print(f"· {text}", highlight=False)
+        self.console.print(f"· {text}", highlight=False, markup=False)
 
     def eval_progress(self, what: str, done: int, total: int) -> None:
         quarter = (4 * done) // total if total else 4
         if (what, quarter) != self.last:
             self.last = (what, quarter)
-            self.console.print(f"  {what}: {done}/{total}", highlight=False)
+            self.console.print(f"  {what}: {done}/{total}", highlight=False, markup=False)
 
     def candidate(self, record: CandidateRecord) -> None:
         val = "-" if record.val_score is None else f"{record.val_score:.3f}"
@@ -100,10 +104,13 @@ class LineDisplay:
             f"→ it {record.iteration} {record.label} [{record.mechanism}] val {val}: "
             f"{record.outcome} ({record.reason}){spent}",
             highlight=False,
+            markup=False,
         )
 
     def incumbent(self, label: str, val_score: float, budget: str) -> None:
-        self.console.print(f"incumbent {label} val {val_score:.3f} · budget: {budget}", highlight=False)
+        self.console.print(
+            f"incumbent {label} val {val_score:.3f} · budget: {budget}", highlight=False, markup=False
+        )
 
 
 def spend_text(spend: MetaSpend) -> str:
@@ -127,11 +134,12 @@ def print_meta(result: OptimizeResult, console: Console) -> None:
         f"meta-agent {meta.model}: {proposals} proposals · {spend_text(meta)} "
         f"(included in the total){window}",
         highlight=False,
+        markup=False,
     )
 
 
 def render_summary(result: OptimizeResult, console: Console) -> None:
-    table = Table(title=f"optimize {result.run_id} · model {result.model}")
+    table = Table(title=escape(f"optimize {result.run_id} · model {result.model}"))
     better = "higher" if result.direction == "max" else "lower"
     table.add_column(f"{result.metric} ({better} is better)")
     table.add_column(f"val ({result.baseline_val.interval})", justify="right")
@@ -148,7 +156,7 @@ def render_summary(result: OptimizeResult, console: Console) -> None:
         (f"baseline {result.baseline_label}", result.baseline_val, result.baseline_test),
         (f"best {result.best_label}", result.best_val, result.best_test),
     ):
-        table.add_row(name, fmt(val), *([fmt(test)] if with_test else []))
+        table.add_row(escape(name), fmt(val), *([fmt(test)] if with_test else []))
     console.print(table)
     if result.test_p_value is not None:
         console.print(f"test: paired p-value best vs baseline = {result.test_p_value:.3g}")
@@ -157,9 +165,9 @@ def render_summary(result: OptimizeResult, console: Console) -> None:
         console.print("[bold]kept changes[/]")
         for r in kept:
             console.print(
-                f"  {r.label}  [green]{r.delta:+.3f}[/]"
+                f"  {escape(r.label)}  [green]{r.delta:+.3f}[/]"
                 + ("" if r.p_value is None else f" (p={r.p_value:.3g})")
-                + f"  {r.mechanism}: {r.hypothesis}"
+                + escape(f"  {r.mechanism}: {r.hypothesis}")
             )
     else:
         console.print("no candidate beat the baseline by more than the noise: the baseline stays.")
@@ -169,12 +177,15 @@ def render_summary(result: OptimizeResult, console: Console) -> None:
     failures = f", {failed} failed proposals" if failed else ""
     console.print(
         f"{len(made)} candidates ({invalid} invalid{failures}) · {result.rollouts_run} rollouts run · "
-        f"${result.cost_usd:.4f} · {result.elapsed_s / 60:.1f} min · stopped: {result.stop_reason}"
+        f"${result.cost_usd:.4f} · {result.elapsed_s / 60:.1f} min · stopped: {result.stop_reason}",
+        markup=False,
     )
     print_meta(result, console)
-    console.print(f"best version: [bold]{result.best_path}[/]   noise (baseline repeats): {result.noise:.3f}")
+    console.print(
+        f"best version: [bold]{escape(result.best_path)}[/]   noise (baseline repeats): {result.noise:.3f}"
+    )
     if result.plot:
-        console.print(f"progress plot: {result.plot}")
+        console.print(f"progress plot: {result.plot}", markup=False)
     console.print(f"resume or extend: harness-opt optimize ... --resume {result.run_id}")
 
 
@@ -218,6 +229,7 @@ def register(app: typer.Typer) -> None:
 
         harness, suite_dir = resolve_target(harness, suite)
         config = options.build(OptimizeConfig, harness=harness, suite=suite_dir)
+        suite_options(config.user_model, config.data, config.judge_model)  # bad models fail here
         console = Console()
         if console.is_terminal:
             display = LiveDisplay(console)
@@ -227,3 +239,13 @@ def register(app: typer.Typer) -> None:
             result = optimize(config, display=LineDisplay(console), resume=resume)
         draw_plot(result)
         render_summary(result, console)
+        if result.degraded:
+            from harness_opt.evaluate.summary import Degraded
+
+            console.print(
+                Text.assemble(("DEGRADED:", "bold red"), f" {result.degraded}; its decisions were taken only "
+                              "on evaluations that were not degraded. Resume it to retry the failed "
+                              f"rollouts: harness-opt optimize ... --resume {result.run_id}"),
+                highlight=False,
+            )
+            raise Degraded(result.degraded, shown=True)

@@ -7,6 +7,7 @@ from typing import Annotated
 
 import typer
 from rich.console import Console
+from rich.text import Text
 
 _COLOURS = {"PASS": "green", "WARN": "yellow", "FAIL": "red"}
 
@@ -24,11 +25,9 @@ def register(app: typer.Typer) -> None:
 
         report = premortem(suite, limit=limit, seed=seed)
         console = Console()
-        console.print(report.title, highlight=False)
+        console.print(report.title, highlight=False, markup=False)
         for line in report.lines:
-            console.print(
-                f"[{_COLOURS[line.status]}]{line.status:4}[/]  {line.check:<28} {line.detail}",
-                highlight=False,
-            )
+            status = (f"{line.status:4}", _COLOURS[line.status])
+            console.print(Text.assemble(status, f"  {line.check:<28} {line.detail}"), highlight=False)
             if line.fix and line.status != "PASS":
-                console.print(f"      fix: {line.fix}", highlight=False)
+                console.print(f"      fix: {line.fix}", highlight=False, markup=False)

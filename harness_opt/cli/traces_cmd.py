@@ -7,6 +7,7 @@ from typing import Annotated, Any
 
 import typer
 from rich.console import Console, Group
+from rich.markup import escape
 from rich.panel import Panel
 from rich.text import Text
 
@@ -43,15 +44,17 @@ def render_trace(trace: Trace, console: Console, width: int = 2000) -> None:
     k = trace.key
     verdict = "[green]PASS[/]" if trace.passed else "[red]FAIL[/]"
     header = (
-        f"{verdict} score {trace.score:.3f}   task [bold]{k.task_id}[/] trial {k.trial}   "
-        f"version {k.version_hash[:12]}   {k.suite}/{k.split}   model {k.model}\n"
-        f"run {trace.run_id}   input: {_clip(json.dumps(trace.task_input), 300)}"
+        f"{verdict} score {trace.score:.3f}   task [bold]{escape(k.task_id)}[/] trial {k.trial}   "
+        + escape(
+            f"version {k.version_hash[:12]}   {k.suite}/{k.split}   model {k.model}\n"
+            f"run {trace.run_id}   input: {_clip(json.dumps(trace.task_input), 300)}"
+        )
     )
     console.print(Panel(header, title="rollout", expand=True))
     if trace.feedback:
-        console.print(f"[bold]feedback:[/] {trace.feedback}")
+        console.print(f"[bold]feedback:[/] {escape(trace.feedback)}")
     if trace.error:
-        console.print(f"[bold red]error {trace.error}:[/] {trace.error_detail or ''}")
+        console.print(f"[bold red]error {escape(trace.error)}:[/] {escape(trace.error_detail or '')}")
     seen = 0
     for n, event in enumerate(trace.events, 1):
         if isinstance(event, LLMCallEvent):
@@ -63,11 +66,12 @@ def render_trace(trace: Trace, console: Console, width: int = 2000) -> None:
         elif isinstance(event, UserTurnEvent):
             console.print(_user_panel(n, event, width))
         elif isinstance(event, LogEvent):
-            console.print(f"[dim]log:[/] {event.message} {json.dumps(event.data) if event.data else ''}")
+            data = json.dumps(event.data) if event.data else ""
+            console.print(f"[dim]log:[/] {escape(event.message)} {escape(data)}")
         elif isinstance(event, OutputEvent):
-            console.print(f"[bold]output:[/] {_clip(json.dumps(event.output, default=str), width)}")
+            console.print(f"[bold]output:[/] {escape(_clip(json.dumps(event.output, default=str), width))}")
         elif isinstance(event, ErrorEvent):
-            console.print(f"[bold red]{event.kind}:[/] {event.reason}")
+            console.print(f"[bold red]{escape(event.kind)}:[/] {escape(event.reason)}")
 
 
 def _llm_panel(n: int, event: LLMCallEvent, new: list[dict[str, Any]], width: int) -> Panel:
@@ -83,18 +87,18 @@ def _llm_panel(n: int, event: LLMCallEvent, new: list[dict[str, Any]], width: in
     )
     if event.error:
         parts.append(Text(f"error: {event.error}", style="red"))
-    return Panel(Group(*parts), title=meta, title_align="left")
+    return Panel(Group(*parts), title=escape(meta), title_align="left")
 
 
 def _tool_panel(n: int, event: ToolCallEvent, width: int) -> Panel:
-    body = f"args: {json.dumps(event.args)}\n"
+    body = Text(f"args: {json.dumps(event.args)}\n")
     body += (
-        f"[red]error: {event.error}[/]"
+        Text(f"error: {event.error}", style="red")
         if event.error
-        else f"result: {_clip(json.dumps(event.result, default=str), width)}"
+        else Text(f"result: {_clip(json.dumps(event.result, default=str), width)}")
     )
     title = f"tool #{n} · {event.name} · {event.latency_s:.3f}s"
-    return Panel(body, title=title, title_align="left", border_style="magenta")
+    return Panel(body, title=escape(title), title_align="left", border_style="magenta")
 
 
 def _user_panel(n: int, event: UserTurnEvent, width: int) -> Panel:
@@ -108,7 +112,7 @@ def _user_panel(n: int, event: UserTurnEvent, width: int) -> Panel:
         f"user #{n} · simulator {event.model} · in {event.tokens_in} / out {event.tokens_out} "
         f"tokens · ${getattr(event, 'cost_usd', 0.0):.5f}"
     )
-    return Panel(body, title=meta, title_align="left", border_style="green")
+    return Panel(body, title=escape(meta), title_align="left", border_style="green")
 
 
 @app.command("show")
@@ -144,5 +148,6 @@ def list_traces(
     for r in run_rollouts(run):
         if failed and r.passed:
             continue
-        table.add_row(r.task_id, str(r.trial), f"{r.score:.2f}", r.error or "", _clip(r.feedback, 80))
+        cells = (r.task_id, str(r.trial), f"{r.score:.2f}", r.error or "", _clip(r.feedback, 80))
+        table.add_row(*(Text(c) for c in cells))
     Console().print(table)

@@ -38,7 +38,8 @@ def import_command(
     counts = Counter("passed" if t.passed else "failed" for t in traces)
     Console().print(
         f"imported {len(traces)} traces ({counts['failed']} failed, {counts['passed']} passed) -> {out}\n"
-        f"use them: harness-opt optimize ... --proposer llm --evidence {out}"
+        f"use them: harness-opt optimize ... --proposer llm --evidence {out}",
+        markup=False,
     )
 
 

@@ -54,6 +54,7 @@ def proposer_safe(scan: ScanReport, limit: int = 3) -> str:
 def measurement(version: HarnessVersion, result: EvalResult) -> Measurement:
     s = result.summary
     return Measurement(
+        degraded=result.degraded,
         version_hash=version.hash,
         label=version.label,
         values=task_means(result.scores_by_task()),
@@ -80,7 +81,10 @@ class AgentHarnessDomain:
     # ------------------------------------------------------------------------- set-up
 
     def start(self, seed: HarnessVersion, config: OptimizeConfig) -> str:
-        self.suite: Suite = load_suite(config.suite)
+        data = str(config.data) if config.data is not None else None
+        self.suite: Suite = load_suite(
+            config.suite, user_model=config.user_model, judge_model=config.judge_model, data=data
+        )
         self.model = config.model or seed.manifest.model.name
         validate_model(self.model)
         if not self.suite.tasks("train"):
@@ -120,6 +124,7 @@ class AgentHarnessDomain:
             isolation=cfg.isolation,
             llm_cache=llm_cache,
             allow_test=(split == "test"),
+            max_infra_failures=cfg.max_infra_failures,
             llm=cfg.llm,
         )
         started = time.monotonic()
@@ -172,6 +177,7 @@ class AgentHarnessDomain:
             budget=cfg.budget,
             isolation=cfg.isolation,
             ledger=run.ledger,
+            llm=cfg.llm,
         )
         if report.failed:
             failed = "; ".join(f"{ln.check}: {ln.detail}" for ln in report.lines if ln.status == "FAIL")

@@ -19,8 +19,13 @@ from harness_opt.records import Rollout, is_infra_error
 
 
 class Degraded(Exception):
-    """A run ended degraded (too many infrastructure failures): its figures were shown; the
-    command exits 3 (`cli/app.py`)."""
+    """A run ended degraded (too many infrastructure failures); the command exits 3 (`cli/app.py`).
+    `shown`: its figures and the reason were already printed."""
+
+    def __init__(self, reason: str, *, shown: bool = False) -> None:
+        super().__init__(reason)
+        self.reason = reason
+        self.shown = shown
 
 
 DEFAULT_MAX_INFRA_FAILURES = 0.05

@@ -44,7 +44,8 @@ from harness_opt.export.tau2_validate import BundleReport, validate_bundle
 from harness_opt.harness.version import HarnessVersion
 from harness_opt.ledger import Ledger
 from harness_opt.llm.cache import rollout_scope
-from harness_opt.records import Rollout
+from harness_opt.llm.client import LLMConfig
+from harness_opt.records import Rollout, is_infra_error
 from harness_opt.suites import tau2_reward
 from harness_opt.suites.base import Suite
 from harness_opt.suites.nl_judge import NLAssertionJudge, reward_part
@@ -137,6 +138,9 @@ class ExportConfig(BaseModel):
     out_dir: Path = Field(default=Path("leaderboards"), description="Folder the bundle goes under.")
     optimized_on: str | None = Field(
         default=None, description="Which split(s) the harness was optimized on; default from its lineage."
+    )
+    llm: LLMConfig = Field(
+        default_factory=LLMConfig, description="How the agent's model calls are made (endpoint, key env var)."
     )
 
 
@@ -288,10 +292,20 @@ def export_tau2(
                     concurrency=config.concurrency,
                     isolation=config.isolation,
                     allow_test=True,
+                    llm=config.llm,
                 ),
                 ledger=ledger,
                 progress=step,
             )
+        )
+    lost = [r for res in results for r in res.rollouts if is_infra_error(r.error)]
+    if lost:  # a submission is every task's real outcome: an outage is no outcome
+        kinds = ", ".join(sorted({r.error or "" for r in lost}))
+        raise ExportError(
+            f"{len(lost)} rollouts failed for infrastructure reasons ({kinds}): no bundle is written",
+            where=f"{version.label} on {tau2.name}",
+            fix="re-run the same export when the model is reachable: finished rollouts are reused and "
+            "only these are run again",
         )
     covered = {r.task_id for res in results for r in res.rollouts}
     if covered != set(tasks):

@@ -1,11 +1,15 @@
 """Making new versions from old ones, walking a version's ancestry, and resolving `agent@vN` specs.
 
 A version is never edited in place: a child is a copy of its parent plus edits, written to the next
-free `vNNNN` sibling, with the parent's hash recorded so the lineage can be verified later.
+free `<agent>/vNNNN` folder, with the parent's hash recorded so the lineage can be verified later.
+Whatever the seed's folder is called, children are `vNNNN` folders of its agent (`agent_dir`), and
+their numbers come after every version there and after the seed's own, so no two versions share a
+label.
 """
 
 from __future__ import annotations
 
+import os
 import re
 import shutil
 from datetime import UTC, datetime
@@ -48,9 +52,26 @@ def _check_edit_path(rel: str) -> str:
     return str(pure)
 
 
-def _claim_next_dir(agent_dir: Path) -> tuple[int, Path]:
+def agent_dir(version: HarnessVersion) -> Path:
+    """The folder a version's children go in: `<agent>/` holding `vNNNN` folders.
+
+    A version in a `vNNNN` folder has it as its parent folder; so has a seed in a folder named
+    otherwise beside its agent's versions (`harnesses/acme/seed`). Any other seed gets an `<agent>`
+    folder beside it (`examples/my-seed` -> `examples/acme/`), or, when that folder is the seed
+    itself or another version, `<agent>-versions/<agent>/` beside it (never inside a version)."""
+    folder = version.path.parent
+    if VERSION_DIR.match(version.path.name) or folder.name == version.name:
+        return folder
+    beside = folder / version.name
+    if beside != version.path and not (beside / MANIFEST_FILE).exists():  # not a version itself
+        return beside
+    return folder / f"{version.name}-versions" / version.name
+
+
+def _claim_next_dir(agent_dir: Path, after: int = 0) -> tuple[int, Path]:
     """Create the next free vNNNN directory; mkdir is atomic, so concurrent proposers never collide."""
-    number = max(version_dirs(agent_dir), default=0) + 1
+    agent_dir.mkdir(parents=True, exist_ok=True)
+    number = max([*version_dirs(agent_dir), after], default=0) + 1
     while True:
         target = agent_dir / f"v{number:04d}"
         try:
@@ -88,7 +109,7 @@ def create_version(
                 fix=f"existing files: {sorted(files)}",
             )
 
-    number, target = _claim_next_dir(parent.path.parent)
+    number, target = _claim_next_dir(agent_dir(parent), after=parent.number)
     try:
         for rel, data in files.items():
             if checked.get(rel, "") is None:
@@ -111,7 +132,8 @@ def create_version(
                 "name": parent.name,
                 "version": number,
                 "parent": parent.hash,
-                "parent_dir": parent.path.name,
+                # relative to the child's folder: a sibling's name, or a path to a seed elsewhere
+                "parent_dir": Path(os.path.relpath(parent.path, target.parent)).as_posix(),
                 "created": datetime.now(UTC).replace(microsecond=0),
                 "proposer": proposer,
                 "hypothesis": hypothesis,
@@ -129,10 +151,10 @@ def create_version(
 def lineage(version: HarnessVersion) -> list[HarnessVersion]:
     """The chain of ancestors, root first, ending with `version`; verifies each recorded parent hash."""
     chain = [version]
-    seen = {version.path}
+    seen = {version.path.resolve()}
     current = version
     while current.manifest.harness.parent_dir:
-        parent_path = current.path.parent / current.manifest.harness.parent_dir
+        parent_path = (current.path.parent / current.manifest.harness.parent_dir).resolve()
         where = f"{current.path / MANIFEST_FILE}: [harness].parent_dir"
         if parent_path in seen:
             raise HarnessError("lineage has a cycle", where=where, fix="point parent_dir at an older version")

@@ -152,6 +152,21 @@ class Ledger:
             ).fetchall()
         return bool(found)
 
+    def infra_failures(self, run_id: str) -> tuple[int, dict[str, int]]:
+        """(rollout keys a run evaluated, {infrastructure error kind: keys}) where a key counts as
+        failed when every row the run wrote for it is an infrastructure failure."""
+        rows = self.query(
+            "SELECT count(*) AS keys, list(last_error) FILTER (WHERE all_infra) AS kinds FROM ("
+            "  SELECT arg_max(error, created) AS last_error,"
+            "         bool_and(list_contains(?::VARCHAR[], coalesce(error, ''))) AS all_infra"
+            f"  FROM rollouts WHERE run_id = ? GROUP BY {_KEY_NAMES})",
+            [INFRA, run_id],
+        )
+        kinds: dict[str, int] = {}
+        for kind in rows[0]["kinds"] or []:
+            kinds[kind] = kinds.get(kind, 0) + 1
+        return int(rows[0]["keys"]), kinds
+
     def known_runs(self, run_ids: Sequence[str]) -> set[str]:
         """Which of these run ids this ledger started (recovery imports only those runs' traces)."""
         if not run_ids:

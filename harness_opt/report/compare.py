@@ -15,9 +15,17 @@ from pydantic import BaseModel, Field
 
 from harness_opt.errors import UserError
 from harness_opt.evaluate.stats import mean_ci_clustered, paired_test
+from harness_opt.evaluate.summary import DEFAULT_MAX_INFRA_FAILURES
 from harness_opt.harness.diff import VersionDiff, diff_versions
 from harness_opt.ledger.ledger import Ledger
-from harness_opt.ledger.queries import TaskPair, paired_tasks, side_models, suites_of, version_infos
+from harness_opt.ledger.queries import (
+    TaskPair,
+    paired_tasks,
+    side_models,
+    suites_of,
+    version_aggregates,
+    version_infos,
+)
 from harness_opt.report.scope import ResolvedVersion, eval_command, resolve, suite_name
 
 
@@ -56,6 +64,13 @@ class ResultsDiff(BaseModel):
     method: str
     flips: list[Flip]
     tasks: list[TaskPair] = Field(default_factory=list)
+    infra_a: int = Field(
+        default=0, description="A's rollouts lost to infrastructure failures on this split: not compared."
+    )
+    infra_b: int = 0
+    degraded: list[str] = Field(
+        default_factory=list, description="Sides whose infrastructure failures exceed the threshold: why."
+    )
 
     @property
     def fixed(self) -> list[Flip]:
@@ -146,7 +161,11 @@ def compare_results(
         for t in tasks
         if t.passed_a != t.passed_b
     ]
+    infra = _infra(ledger, suite, split, [(a, model_a), (b, model_b)])
     return ResultsDiff(
+        infra_a=infra[0][0],
+        infra_b=infra[1][0],
+        degraded=[why for _, why in infra if why],
         suite=suite,
         split=split,
         n_tasks=len(tasks),
@@ -160,6 +179,30 @@ def compare_results(
         flips=flips,
         tasks=tasks,
     )
+
+
+def _infra(
+    ledger: Ledger, suite: str, split: str, sides: list[tuple[ResolvedVersion, str]]
+) -> list[tuple[int, str | None]]:
+    """Per side, (rollouts lost to infrastructure failures, why the side is degraded or None): the
+    one rule for failed rollouts, as `leaderboard` applies it."""
+    aggregates = {
+        (g.version_hash, g.model): g
+        for g in version_aggregates(ledger, suite, split, versions=[v.hash for v, _ in sides])
+    }
+    out: list[tuple[int, str | None]] = []
+    for version, model in sides:
+        agg = aggregates.get((version.hash, model))
+        if agg is None or not agg.n_infra:
+            out.append((0, None))
+            continue
+        total = agg.n_rollouts + agg.n_infra
+        share = agg.n_infra / total
+        lost = f"{agg.n_infra} of {total} rollouts ({share:.0%})"
+        degraded = share > DEFAULT_MAX_INFRA_FAILURES
+        why = f"{version.label}: {lost} lost to infrastructure failures" if degraded else None
+        out.append((agg.n_infra, why))
+    return out
 
 
 def _pick_suite(ledger: Ledger, a: ResolvedVersion, b: ResolvedVersion, split: str) -> str | None:

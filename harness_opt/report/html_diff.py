@@ -113,7 +113,14 @@ def _results_html(r: ResultsDiff) -> str:
     head = (
         f"<h3>Results on {escape(r.suite)}/{escape(r.split)}</h3><p class='muted'>{r.n_tasks} tasks, "
         f"{r.n_rollouts} rollouts per side on the same (task, trial) keys; paired test {escape(r.method)}; "
-        f"<b class='pos'>{len(r.fixed)} fixed</b>, <b class='neg'>{len(r.broken)} broken</b>.</p>"
+        f"<b class='pos'>{len(r.fixed)} fixed</b>, <b class='neg'>{len(r.broken)} broken</b>."
+        + (
+            f" Infrastructure failures (not compared, not scored): A {r.infra_a}, B {r.infra_b}."
+            if r.infra_a or r.infra_b
+            else ""
+        )
+        + "".join(f" <b class='neg'>Degraded</b>: {escape(why)}." for why in r.degraded)
+        + "</p>"
     )
     table = (
         "<table class='grid'><thead><tr><th></th><th>version</th><th>model</th><th>score (95% CI)</th>"

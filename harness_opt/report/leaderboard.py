@@ -6,10 +6,12 @@ for a fair head-to-head use `diff`, which pairs tasks and trials.
 
 The **incumbent** of a suite is the final incumbent of the latest optimize run on it (the candidate
 of its last accepted decision, or its baseline when nothing was accepted); with no optimize run, the
-top-ranked version. The **Pareto set** holds every version no other version beats on both score
-(higher) and cost per task (lower): the choices worth making when money matters. The meta columns
-are what the meta-model spent proposing each version (its tokens, cost and time; none for a seed or
-an offline operator).
+top-ranked version that is not degraded. Rollouts lost to infrastructure failures (a model outage,
+a sandbox that did not start) are not in a score and are counted apart (`infra`); a version with
+more of them than the threshold is degraded: listed last, marked, off the Pareto set. The **Pareto
+set** holds every version no other version beats on both score (higher) and cost per task (lower):
+the choices worth making when money matters. The meta columns are what the meta-model spent
+proposing each version (its tokens, cost and time; none for a seed or an offline operator).
 """
 
 from __future__ import annotations
@@ -21,6 +23,7 @@ from pydantic import BaseModel, Field
 from scipy import stats as sps
 
 from harness_opt.evaluate.stats import wilson
+from harness_opt.evaluate.summary import DEFAULT_MAX_INFRA_FAILURES
 from harness_opt.ledger.history import version_meta_spend
 from harness_opt.ledger.ledger import Ledger
 from harness_opt.ledger.queries import (
@@ -57,6 +60,12 @@ class LeaderboardRow(BaseModel):
     )
     meta_tokens: int = Field(default=0, description="Meta-model tokens (in + out) spent proposing it.")
     meta_seconds: float = Field(default=0.0, description="Wall time the proposer spent on it.")
+    n_infra: int = Field(
+        default=0, description="Rollouts lost to infrastructure failures (llm_error, sandbox, scorer)."
+    )
+    degraded: bool = Field(
+        default=False, description="Infrastructure failures above the threshold: ranked last, not incumbent."
+    )
     incumbent: bool = False
     pareto: bool = False
 
@@ -113,9 +122,17 @@ def isolation_by_version(ledger: Ledger, suite: str, split: str) -> dict[str, st
 
 
 def board(
-    ledger: Ledger, suite: str, split: str, *, model: str | None = None, run_id: str | None = None
+    ledger: Ledger,
+    suite: str,
+    split: str,
+    *,
+    model: str | None = None,
+    run_id: str | None = None,
+    max_infra_failures: float = DEFAULT_MAX_INFRA_FAILURES,
 ) -> Leaderboard:
-    """The leaderboard of one suite (by name) and split."""
+    """The leaderboard of one suite (by name) and split. A version's infrastructure failures are not
+    in its score and are counted apart (`n_infra`); above `max_infra_failures` of its rollouts it is
+    `degraded`: ranked after the others, off the Pareto set, never the top-score incumbent."""
     aggregates = version_aggregates(ledger, suite, split, model=model)
     infos = version_infos(ledger)
     sandboxes = isolation_by_version(ledger, suite, split)
@@ -147,23 +164,30 @@ def board(
                 meta_cost_usd=meta.cost_usd if meta else None,
                 meta_tokens=(meta.tokens_in + meta.tokens_out) if meta else 0,
                 meta_seconds=meta.seconds if meta else 0.0,
+                n_infra=agg.n_infra,
+                degraded=_degraded(agg.n_rollouts, agg.n_infra, max_infra_failures),
             )
         )
-    rows.sort(key=lambda r: (-r.score, r.cost_per_task, r.label, r.model))
-    for rank, (row, on_front) in enumerate(
-        zip(rows, pareto_set([(r.score, r.cost_per_task) for r in rows]), strict=True), 1
-    ):
+    rows.sort(key=lambda r: (r.degraded, -r.score, r.cost_per_task, r.label, r.model))
+    sound = [r for r in rows if not r.degraded]
+    front = dict(zip(map(id, sound), pareto_set([(r.score, r.cost_per_task) for r in sound]), strict=True))
+    for rank, row in enumerate(rows, 1):
         row.rank = rank
-        row.pareto = on_front
+        row.pareto = front.get(id(row), False)
     incumbent = optimize_incumbent(ledger, suite, run_id)
     if incumbent is None or not any(r.hash == incumbent.hash for r in rows):
         incumbent = (
-            Incumbent(hash=rows[0].hash, how="top score (no optimize run on this suite)") if rows else None
+            Incumbent(hash=sound[0].hash, how="top score (no optimize run on this suite)") if sound else None
         )
     if incumbent is not None:
         for row in rows:
             row.incumbent = row.hash == incumbent.hash
     return Leaderboard(suite=suite, split=split, rows=rows, incumbent=incumbent)
+
+
+def _degraded(scored: int, infra: int, threshold: float) -> bool:
+    total = scored + infra
+    return total > 0 and (infra / total > threshold or scored == 0)
 
 
 def leaderboard(
@@ -172,6 +196,7 @@ def leaderboard(
     *,
     model: str | None = None,
     ledger: Ledger | None = None,
+    max_infra_failures: float = DEFAULT_MAX_INFRA_FAILURES,
 ) -> list[Leaderboard]:
     """Leaderboards of `suite` (a folder or a name), or of every suite with results on `split`."""
     ledger = ledger or Ledger()
@@ -179,4 +204,4 @@ def leaderboard(
         names = [suite_name(suite)]
     else:
         names = sorted({s for s, sp, _ in suites_of(ledger) if sp == split})
-    return [board(ledger, name, split, model=model) for name in names]
+    return [board(ledger, name, split, model=model, max_infra_failures=max_infra_failures) for name in names]

@@ -207,6 +207,27 @@ class GreedyAcceptance:
         )
 
 
+def refuse_degraded(incumbent: Measurement, candidate: Measurement) -> Decision | None:
+    """No rule judges on a degraded evaluation (too many rollouts lost to infrastructure failures):
+    the comparison would be over whichever tasks happened to survive an outage. The refusal is a
+    rejection that says so; a re-run of the run retries the failed rollouts."""
+    which = [
+        f"{name}'s evaluation is degraded ({m.degraded})"
+        for name, m in (("the candidate", candidate), ("the incumbent", incumbent))
+        if m.degraded
+    ]
+    if not which:
+        return None
+    return Decision(
+        accepted=False,
+        delta=0.0,
+        p_value=None,
+        ci=(0.0, 0.0),
+        n_tasks=0,
+        reason=f"not judged: {'; '.join(which)}",
+    )
+
+
 RULES = ("paired", "scalar", "greedy")
 
 

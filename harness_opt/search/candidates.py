@@ -13,7 +13,7 @@ import shutil
 from fnmatch import fnmatch
 
 from harness_opt.errors import UserError
-from harness_opt.harness.lineage import create_version, version_dirs
+from harness_opt.harness.lineage import agent_dir, create_version, version_dirs
 from harness_opt.harness.version import HarnessVersion
 from harness_opt.ledger import Ledger, VersionRow
 from harness_opt.propose.base import Proposal
@@ -21,8 +21,10 @@ from harness_opt.search.records import CandidateRecord
 
 
 def find_version(near: HarnessVersion, wanted_hash: str) -> HarnessVersion | None:
-    """The sibling version (same agent folder) with this content hash, if any."""
-    for path in version_dirs(near.path.parent).values():
+    """The version with this content hash among `near`'s agent folder (where its children go,
+    `lineage.agent_dir`) and its own siblings, if any."""
+    folders = dict.fromkeys([agent_dir(near), near.path.parent])
+    for path in [p for folder in folders for p in version_dirs(folder).values()]:
         try:
             version = HarnessVersion.load(path)
         except Exception:  # a sibling that does not load is not the one wanted

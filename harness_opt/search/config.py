@@ -93,6 +93,29 @@ class OptimizeConfig(BaseModel):
     isolation: Literal["auto", "bwrap", "unshare", "none"] = Field(
         default="auto", description="Sandbox of harness code."
     )
+    max_infra_failures: float = Field(
+        default=0.05,
+        ge=0,
+        le=1,
+        description="Share of an evaluation's rollouts that may fail for infrastructure reasons (llm_error, "
+        "sandbox, scorer) before it is degraded: a degraded candidate is not judged, a degraded baseline "
+        "stops the run, and a run degraded overall ends with status degraded (exit code 3).",
+    )
+    user_model: str | None = Field(
+        default=None,
+        description="Model of the simulated user in conversational suites (tau2-retail); default from "
+        "suite.toml.",
+    )
+    judge_model: str | None = Field(
+        default=None,
+        description="Judge of suites scored by a model (tau2-retail: the NL-assertion judge): a model, "
+        "'agent' or 'off' (scores are then unofficial); default from suite.toml.",
+    )
+    data: Path | None = Field(
+        default=None,
+        description="Data folder of a suite whose data is not in the repo (tau2-retail: the tau2 data "
+        "folder; also HARNESS_OPT_TAU2_DATA).",
+    )
     seed: int = Field(default=0, description="Seed for sampling and proposers.")
     stop_file: Path | None = Field(default=None, description="Touch this file to end the run cleanly.")
     max_invalid_streak: int = Field(

@@ -19,11 +19,13 @@ from typing_extensions import Unpack
 
 from harness_opt.errors import UserError
 from harness_opt.evaluate.evaluator import new_run_id
+from harness_opt.evaluate.summary import Degraded
 from harness_opt.harness.version import HarnessVersion
 from harness_opt.home import home_dir
 from harness_opt.ledger import DecisionRow, Ledger
+from harness_opt.ledger.writer import run_guard, writer_lock
 from harness_opt.propose.base import FailedProposal, MetaSpend, Proposal, Proposer
-from harness_opt.search.acceptance import Acceptance, Decision, acceptance_rule, simpler
+from harness_opt.search.acceptance import Acceptance, Decision, acceptance_rule, refuse_degraded, simpler
 from harness_opt.search.budget import BudgetTracker
 from harness_opt.search.candidates import find_version, materialize
 from harness_opt.search.config import OptimizeConfig
@@ -131,6 +133,12 @@ class Optimizer:
             if not run.resumed:  # refused before it began (doctor FAIL, a seed that does not run)
                 self.ledger.end_run(self.run_id, "refused", {"reason": exc.message})
             raise
+        degraded = next((m.degraded for m in repeats if m.degraded), None)
+        if degraded is not None:  # nothing can be judged against a baseline measured through an outage
+            why = f"the baseline's evaluation is degraded: {degraded}"
+            self.ledger.close_running(self.run_id, "degraded", why)
+            raise Degraded(f"{why}; resume when the model is reachable: harness-opt optimize ... --resume "
+                           f"{self.run_id}")
         base, noise = self.rule.reference(repeats)
         run.state.noise = noise
         record = CandidateRecord(
@@ -286,7 +294,13 @@ class Optimizer:
     ) -> Decision | None:
         if not m.usable:
             return None
+        refused = refuse_degraded(inc_m, m)
+        if refused is not None:
+            return refused
         return self.rule.decide(inc_m, m, noise=noise, simpler=simpler(cand, m, inc, inc_m))
+
+    def _degraded(self) -> str | None:
+        return _run_degraded(self.ledger, self.run_id, self.config.max_infra_failures)
 
     def _settle(self, judged: list[_Judged]) -> _Judged | None:
         """At most one candidate per iteration replaces the incumbent: the one that gained most."""
@@ -348,9 +362,11 @@ class Optimizer:
         model: str,
     ) -> OptimizeResult:
         sealed: SealedTest | None = await self.domain.finish(seed, best, run)
+        degraded = self._degraded()
         result = OptimizeResult(
             run_id=self.run_id,
-            status="stopped" if stop.kind == "stop_file" else "finished",
+            status="degraded" if degraded else "stopped" if stop.kind == "stop_file" else "finished",
+            degraded=degraded,
             stop_reason=stop.text,
             stop=stop.kind,
             model=model,
@@ -376,6 +392,17 @@ class Optimizer:
         run.state.incumbent = best.hash
         checkpoint(self.ledger, self.run_id, run.state, status=result.status, result=result)
         return result
+
+
+def _run_degraded(ledger: Ledger, run_id: str, threshold: float) -> str | None:
+    """Why the run as a whole is degraded (its rollouts lost to infrastructure failures above
+    `threshold`), or None."""
+    keys, infra = ledger.infra_failures(run_id)
+    lost = sum(infra.values())
+    if not keys or lost / keys <= threshold:
+        return None
+    kinds = ", ".join(f"{k} {n}" for k, n in sorted(infra.items()))
+    return f"{lost} of {keys} rollouts ({lost / keys:.1%}) failed for infrastructure reasons ({kinds})"
 
 
 def _apply(record: CandidateRecord, m: Measurement, decision: Decision | None) -> None:
@@ -426,8 +453,14 @@ class RunOptions(TypedDict, total=False):
 
 
 async def optimize_async(config: OptimizeConfig, **options: Unpack[RunOptions]) -> OptimizeResult:
-    """The overnight loop, awaited."""
-    return await Optimizer(config, **options).run()
+    """The overnight loop, awaited: with the ledger's writer lock held (one writer per ledger), and
+    the run row closed as interrupted or failed by whatever ends it early."""
+    optimizer = Optimizer(config, **options)
+    with (
+        writer_lock(optimizer.ledger.path, f"optimize {optimizer.run_id}"),
+        run_guard(optimizer.ledger, optimizer.run_id, "optimize"),
+    ):
+        return await optimizer.run()
 
 
 def optimize(config: OptimizeConfig, **options: Unpack[RunOptions]) -> OptimizeResult:

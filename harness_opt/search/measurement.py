@@ -36,6 +36,11 @@ class Measurement(BaseModel):
     flagged: str | None = Field(
         default=None, description="Evaluated, but may never become the incumbent (the scan's flag): why."
     )
+    degraded: str | None = Field(
+        default=None,
+        description="Evaluated with too many infrastructure failures (model outage, sandbox): why. The "
+        "acceptance test refuses to judge on it.",
+    )
 
     @property
     def mean(self) -> float:
@@ -67,5 +72,6 @@ class Measurement(BaseModel):
                 "ci": None,
                 "cost_usd": self.cost_usd + other.cost_usd,
                 "failure": self.failure or other.failure,
+                "degraded": self.degraded or other.degraded,
             }
         )

@@ -75,7 +75,10 @@ class SealedTest(BaseModel):
 
 class OptimizeResult(BaseModel):
     run_id: str
-    status: Literal["finished", "stopped"]
+    status: Literal["finished", "stopped", "degraded"]
+    degraded: str | None = Field(
+        default=None, description="Why the run is degraded (too many infrastructure failures), or None."
+    )
     stop_reason: str
     stop: StopKind | None = None
     model: str

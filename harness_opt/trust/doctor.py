@@ -183,8 +183,9 @@ def _sandbox_label(harness: Any, isolation: str) -> str:
         return "bwrap"
 
 
-def _check_model(report: CheckReport, model: str | None) -> bool:
+def _check_model(report: CheckReport, model: str | None, llm: Any | None = None) -> bool:
     from harness_opt.llm.catalog import validate_model
+    from harness_opt.llm.client import LLMClient
 
     if not model:
         report.add(
@@ -199,8 +200,40 @@ def _check_model(report: CheckReport, model: str | None) -> bool:
     except UserError as exc:
         report.add("FAIL", "model", f"{exc.where}: {exc.what}" if exc.where else exc.what, exc.fix or "")
         return False
-    report.add("PASS", "model", f"{model} routes and its key (if any) is set")
+    client = LLMClient(llm)
+    try:  # the pre-flight call an evaluation makes: an endpoint that answers and takes the key
+        _run_async(client.preflight(model))
+    except UserError as exc:
+        report.add("FAIL", "model", f"{exc.where}: {exc.what}" if exc.where else exc.what, exc.fix or "")
+        return False
+    reached = f"; {client.endpoint()} answers" if client.stats.preflight else ""
+    report.add("PASS", "model", f"{model} routes and its key (if any) is set{reached}")
     return True
+
+
+def _run_async(coro: Any) -> Any:
+    """Run a coroutine to completion from doctor's synchronous code, which may itself run inside an
+    event loop's worker thread (the optimize pre-flight) or in the main thread (the command)."""
+    try:
+        asyncio.get_running_loop()
+    except RuntimeError:
+        return asyncio.run(coro)
+    box: dict[str, Any] = {}
+
+    def work() -> None:
+        try:
+            box["value"] = asyncio.run(coro)
+        except BaseException as exc:  # handed back to the caller's thread
+            box["error"] = exc
+
+    import threading
+
+    thread = threading.Thread(target=work, name="harness-opt-doctor")
+    thread.start()
+    thread.join()
+    if "error" in box:
+        raise box["error"]
+    return box.get("value")
 
 
 def _check_budget(report: CheckReport, budget: Any | None) -> None:
@@ -226,12 +259,22 @@ def _check_budget(report: CheckReport, budget: Any | None) -> None:
 
 
 def _check_noise(
-    report: CheckReport, suite: Any, harness: Any, model: str, quick: bool, isolation: str, ledger: Any | None
+    report: CheckReport,
+    suite: Any,
+    harness: Any,
+    model: str,
+    quick: bool,
+    isolation: str,
+    ledger: Any | None,
+    llm: Any | None = None,
 ) -> None:
     from harness_opt.evaluate.evaluator import EvalConfig, evaluate_async
+    from harness_opt.llm.client import LLMConfig
 
     n = QUICK_TASKS if quick else FULL_TASKS
-    base = EvalConfig(split="val", limit=n, model=model, isolation=isolation)  # type: ignore[arg-type]
+    base = EvalConfig(
+        split="val", limit=n, model=model, isolation=isolation, llm=llm or LLMConfig()  # type: ignore[arg-type]
+    )
     rerun = base.model_copy(update={"trial_offset": 1, "llm_cache": False})
 
     async def both() -> tuple[Any, Any]:
@@ -245,6 +288,15 @@ def _check_noise(
         report.add("FAIL", "noise", f"cannot evaluate the harness: {exc.message}", exc.fix or "")
         return
     rollouts = first.rollouts + second.rollouts
+    degraded = [f"{name}: {r.degraded}" for name, r in (("baseline", first), ("rerun", second)) if r.degraded]
+    if degraded:  # noise measured over whatever survived an outage is no measurement
+        report.add(
+            "FAIL",
+            "noise",
+            f"not measured: the evaluations are degraded ({'; '.join(degraded)})",
+            "make the model reachable and run doctor again (see `harness-opt traces list RUN --failed`)",
+        )
+        return
     errors = [r for r in rollouts if r.error]
     if len(errors) == len(rollouts):
         report.add(
@@ -258,7 +310,7 @@ def _check_noise(
     diffs = [mean(b[t]) - mean(a[t]) for t in a if t in b]
     changed = sum(1 for d in diffs if d != 0)
     sd = pstdev(diffs) if len(diffs) > 1 else 0.0
-    p = mean(r.score for r in first.rollouts)
+    p = mean(x for scores in a.values() for x in scores) if a else 0.0
     assumed = sd == 0
     sd_used = sd if not assumed else math.sqrt(max(p * (1 - p), 0.05))
     n_val = len(suite.tasks("val"))
@@ -298,6 +350,7 @@ def doctor(
     quick: bool = True,
     isolation: str = "auto",
     ledger: Any | None = None,
+    llm: Any | None = None,
 ) -> CheckReport:
     """Readiness report; `report.failed` means an optimize run should not start (unless forced)."""
     from harness_opt.harness.version import HarnessVersion
@@ -321,8 +374,8 @@ def doctor(
         _check_scorer(report, suite)
     _check_sandbox(report, isolation, harness)
     model = model or (harness.manifest.model.name if harness is not None else None)
-    model_ok = _check_model(report, model)
+    model_ok = _check_model(report, model, llm)
     _check_budget(report, budget)
     if harness is not None and model_ok and splits_ok and model is not None:
-        _check_noise(report, suite, harness, model, quick, isolation, ledger)
+        _check_noise(report, suite, harness, model, quick, isolation, ledger, llm)
     return report

@@ -1,5 +1,6 @@
-"""The nanogpt training domain: real `python train.py` runs on CPU with a few-second budget, and the
-one optimize loop's keep / discard decisions on runs whose results are set by hand."""
+"""The nanogpt training domain: real sandboxed runs on CPU with a few-second budget (train.py, then
+prepare.py's evaluation), the isolation rule they share with harness code, and the one optimize loop's
+keep / discard decisions on runs whose results are set by hand."""
 
 from __future__ import annotations
 
@@ -26,14 +27,43 @@ from harness_opt.search.loop import optimize
 from tests.support.nanogpt import training_copy
 
 RESULT_KEYS = {
-    "val_bpb",
-    "training_seconds",
+    "val_bpb",  # these four from prepare.py's scorer
+    "eval_tokens",
+    "eval_block_size",
+    "causal_max_delta",
+    "training_seconds",  # these from train.py (informational)
     "total_seconds",
     "peak_vram_mb",
     "mfu_percent",
     "num_steps",
     "num_params_M",
+    "train_wall_s",  # measured by the runner
 }
+UNIFORM_SEED = """
+import torch
+from prepare import VOCAB_SIZE, save_model
+from torch import nn
+
+
+class Uniform(nn.Module):
+    def __init__(self) -> None:
+        super().__init__()
+        self.bias = nn.Parameter(torch.zeros(VOCAB_SIZE))
+
+    def forward(self, idx):
+        return self.bias.expand(idx.shape[0], idx.shape[1], VOCAB_SIZE)
+
+
+def main(budget_s=None, device=None):
+    save_model(Uniform(), 64)
+    print("---")
+    print("training_seconds: 0.0")
+
+
+if __name__ == "__main__":
+    main()
+"""
+"""A seed that does not train: its val_bpb is exactly 8 (uniform over 256 bytes), in a few seconds."""
 
 
 def _spec(tmp_path: Path, budget: float = 2.0) -> ExperimentSpec:
@@ -44,10 +74,15 @@ def _spec(tmp_path: Path, budget: float = 2.0) -> ExperimentSpec:
 def test_seed_trains_for_the_budget_and_prints_the_result_block(tmp_path: Path) -> None:
     result = run_experiment(_spec(tmp_path))
     assert result.status == "ok", result.log_tail
+    assert result.isolation == "bwrap"
     assert set(result.values) >= RESULT_KEYS
     assert 2.0 <= result.values["training_seconds"] < 10
-    assert 0.5 < result.values["val_bpb"] < 8.0  # bytes: a uniform guess is 8 bits
+    # a value, not a placeholder (a run that trained little on a loaded machine can be above 8 bits)
+    assert 0.5 < result.values["val_bpb"] < 20.0
+    assert result.values["eval_tokens"] == 2048 and result.values["causal_max_delta"] == 0.0
     assert result.values["num_steps"] > 2
+    # for a person: train.py's block, then the evaluation's, each under its heading
+    assert result.log_tail.index("[train.py]") < result.log_tail.index("[evaluation: prepare.py score]")
 
 
 def test_nan_loss_prints_fail_and_counts_as_failure(tmp_path: Path) -> None:
@@ -69,6 +104,71 @@ def test_a_run_that_ignores_the_budget_is_an_overrun(tmp_path: Path) -> None:
     spec = _spec(tmp_path)
     spec.files["train.py"] = "print('---')\nprint('val_bpb: 0.1')\nprint('training_seconds: 999')\n"
     assert run_experiment(spec).status == "overrun"
+
+
+def test_a_run_that_hands_over_no_model_crashes_whatever_it_prints(tmp_path: Path) -> None:
+    spec = _spec(tmp_path)
+    spec.files["train.py"] = "print('---')\nprint('val_bpb: 0.1')\nprint('training_seconds: 1')\n"
+    result = run_experiment(spec)
+    assert result.status == "crash" and "save_model" in result.reason and result.metric("val_bpb") is None
+
+
+def test_the_val_bytes_are_the_corpus_tail_and_train_py_gets_the_rest(tmp_path: Path) -> None:
+    from harness_opt.domains.training_data import split_corpus
+    from tests.support.nanogpt import CORPUS
+
+    train, val = tmp_path / "train.txt", tmp_path / "val.txt"
+    split_corpus(CORPUS, 0.1, train, val)
+    data = CORPUS.read_bytes()
+    assert train.read_bytes() + val.read_bytes() == data
+    assert len(val.read_bytes()) == int(len(data) * 0.1)
+
+
+# --------------------------------------------------------------------- the isolation rule
+
+
+def _uniform_copy(tmp_path: Path) -> tuple[Path, Path]:
+    suite_dir, seed_dir = training_copy(tmp_path)
+    (seed_dir / "train.py").write_text(UNIFORM_SEED)
+    return suite_dir, seed_dir
+
+
+class NothingProposer:
+    name = "scripted"
+
+    def propose(self, inp: ProposalInput, n: int) -> list[Proposal]:
+        return []
+
+
+def test_the_isolation_used_is_recorded_on_the_run(tmp_path: Path) -> None:
+    suite_dir, seed_dir = _uniform_copy(tmp_path)
+    ledger = Ledger()
+    config = OptimizeConfig(harness=seed_dir, suite=suite_dir, budget=Budget(iterations=1), parallel=2)
+    result = optimize(config, ledger=ledger, proposer=NothingProposer(), run_id="opt-iso")
+    assert result.baseline_val.score == pytest.approx(8.0, abs=1e-6)  # the scorer's figure, both seeds
+    assert ledger.query("SELECT isolation FROM runs WHERE run_id = 'opt-iso'")[0]["isolation"] == "bwrap"
+
+
+def test_auto_refuses_rather_than_run_train_py_unsandboxed(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from harness_opt.domains import training_loop
+    from harness_opt.runtime import sandbox
+    from harness_opt.runtime.sandbox import SandboxError
+
+    cause = ("bubblewrap cannot create its namespaces here (bwrap: No permissions)", "allow user namespaces")
+    monkeypatch.setattr(sandbox, "bwrap_problem", lambda: cause)
+    monkeypatch.setattr(training_loop, "bwrap_problem", lambda: cause)
+    suite_dir, seed_dir = _uniform_copy(tmp_path)
+    ledger = Ledger()
+    config = OptimizeConfig(harness=seed_dir, suite=suite_dir, budget=Budget(iterations=1))
+    with pytest.raises(SandboxError) as err:
+        optimize(config, ledger=ledger, proposer=NothingProposer(), run_id="opt-refused")
+    assert "No permissions" in err.value.message and "--isolation unshare" in err.value.message
+    assert ledger.query("SELECT count(*) AS n FROM runs")[0]["n"] == 0  # refused before any run row
+    # a worker that cannot run bubblewrap (a Ray node) refuses its runs the same way: never a downgrade
+    result = run_experiment(_spec(tmp_path / "worker"))
+    assert result.status == "crash" and "No permissions" in result.reason and result.isolation == "bwrap"
 
 
 # --------------------------------------------------------------------- decisions on hand-set runs

@@ -1,4 +1,4 @@
-"""The Ray executor on a local Ray instance: a wave of real train.py runs comes back in order."""
+"""The Ray executor on a local Ray instance: a wave of real, sandboxed runs comes back in order."""
 
 from __future__ import annotations
 
@@ -31,7 +31,9 @@ def test_ray_executor_runs_a_wave_on_a_local_instance(tmp_path: Path, local_ray:
     assert executor.slots == 2 and not executor.has_gpu
     seen: list[tuple[int, ExperimentResult]] = []
     first, second = executor.run([good, bad], "val_bpb", on_done=lambda i, r: seen.append((i, r)))
-    assert first.status == "ok" and first.seed == 0 and 0.5 < first.values["val_bpb"] < 8
+    # a value from the evaluation (a run that trained little on a loaded machine can be above 8 bits)
+    assert first.status == "ok" and first.seed == 0 and 0.5 < first.values["val_bpb"] < 20, first.log_tail
+    assert first.isolation == "bwrap"  # the worker sandboxed it
     assert second.status == "crash" and "exit code 3" in second.reason
     # each result is handed over as it ends (the loop stores it at once), with its place in the wave
     assert sorted((i, r.seed) for i, r in seen) == [(0, 0), (1, 1)]

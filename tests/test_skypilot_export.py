@@ -11,7 +11,7 @@ from harness_opt.cli.app import app
 from harness_opt.domains.experiments import experiment_rows
 from harness_opt.ledger import Ledger
 from harness_opt.ledger.rows import ExperimentRow
-from tests.support.nanogpt import training_copy
+from tests.support.nanogpt import CORPUS, training_copy
 
 
 def test_skypilot_wave_has_a_single_gpu_task_per_experiment(tmp_path: Path) -> None:
@@ -35,9 +35,17 @@ def test_skypilot_wave_has_a_single_gpu_task_per_experiment(tmp_path: Path) -> N
     task = yaml.safe_load((work / "task.yaml").read_text())
     assert task["resources"]["accelerators"] == "H100:1" and task["workdir"] == "."
     assert task["envs"]["NANOGPT_TIME_BUDGET"] == "300.0"
-    assert "val_bpb" in task["run"] and "python train.py" in task["run"]
+    envs = task["envs"]
+    assert envs["NANOGPT_TRAIN_DATA"] == "train.txt" and envs["NANOGPT_MODEL_OUT"] == "model.pt"
+    run = task["run"]
+    assert "python train.py" in run and "python prepare.py evaluate model.pt --val val.txt" in run
+    # the figures are grepped from the evaluation's log, never from what train.py printed
+    assert "grep -E '^(val_bpb|eval_tokens|causal_max_delta):' eval.log" in run and "train.log ||" not in run
     assert (work / "train.py").read_text() == (seed_dir / "train.py").read_text()
     assert (work / "prepare.py").read_text() == (suite_dir / "prepare.py").read_text()
+    corpus = CORPUS.read_bytes()
+    assert (work / "train.txt").read_bytes() + (work / "val.txt").read_bytes() == corpus
+    assert len((work / "val.txt").read_bytes()) == int(len(corpus) * 0.1)
     assert not (work / "harness.toml").exists()
     launch = (out / "wave-1" / "launch.sh").read_text()
     assert "sky launch -y -d -c hopt-w1-nanogpt-v0001 task.yaml" in launch

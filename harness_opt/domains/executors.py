@@ -3,7 +3,9 @@
 An executor takes a wave of self-contained `ExperimentSpec`s and returns their results in order. The
 local executor gives each concurrent run its own GPU through CUDA_VISIBLE_DEVICES (the SkyPilot
 pattern on one box: one experiment per GPU); the Ray executor asks Ray for one GPU per run when the
-cluster has GPUs, so a wave spreads over the cluster's nodes.
+cluster has GPUs, so a wave spreads over the cluster's nodes. Either way `run_experiment` sandboxes the
+run on the node that makes it, and a node where bubblewrap cannot run refuses its runs (the spec
+carries the isolation mode the user's rule chose, never a weaker one).
 """
 
 from __future__ import annotations

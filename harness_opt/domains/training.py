@@ -6,11 +6,16 @@ the noise. A candidate runs once (the run's seed); a borderline gain earns it on
 next seed. Each iteration's candidates run as one wave on the executor (one per GPU, or on Ray).
 Every run is a row of the ledger's `experiments` table (keep / discard / crash), written when its
 candidate is decided; finished runs are stored by content, so a resumed run makes none twice.
+
+train.py is untrusted code: every run is sandboxed (`training_box`), under the same rule as harness
+code (`runtime.sandbox.resolve_isolation`): bubblewrap, or a refusal before the run row exists, unless
+the user named `--isolation unshare|none`. The mode used is stored on the run (`runs.isolation`).
 """
 
 from __future__ import annotations
 
 import asyncio
+import warnings
 
 from harness_opt.domains.executors import Executor, make_executor
 from harness_opt.domains.training_loop import (
@@ -26,6 +31,7 @@ from harness_opt.harness.version import HarnessVersion
 from harness_opt.ledger.rows import ExperimentRow, ExperimentStatus
 from harness_opt.propose.base import ProposalInput, Proposer
 from harness_opt.propose.history_fs import HistorySource, build_history
+from harness_opt.runtime.sandbox import Isolation, resolve_isolation
 from harness_opt.search.config import OptimizeConfig
 from harness_opt.search.domain import RunContext
 from harness_opt.search.measurement import Measurement
@@ -48,10 +54,15 @@ class TrainingDomain:
         self.runs: dict[str, list[ExperimentResult]] = {}
         """This run's results per version hash (what `decided` writes to `experiments`)."""
         self.wave_s = 0.0
+        self.isolation: Isolation = "bwrap"
 
     def start(self, seed: HarnessVersion, config: OptimizeConfig) -> str:
         self.suite: TrainingSuite = load_training_suite(config.suite)
         self.metric = self.suite.settings.metric
+        # bubblewrap or a SandboxError now, before the run row exists (weaker only when named)
+        self.isolation, warning = resolve_isolation(config.isolation)
+        if warning:
+            warnings.warn(f"{warning} (train.py runs with this isolation)", RuntimeWarning, stacklevel=2)
         if self.executor is None:
             self.executor = make_executor(config.executor, parallel=config.parallel, address=config.address)
         self.store = self.store or ExperimentStore()
@@ -68,7 +79,10 @@ class TrainingDomain:
         """Run (or reuse) one experiment per (version, seed), all at once on the executor."""
         assert self.executor is not None and self.store is not None
         store, executor = self.store, self.executor
-        specs = [experiment_spec(v, self.suite, seed, gpu=executor.has_gpu) for v, seed in items]
+        specs = [
+            experiment_spec(v, self.suite, seed, gpu=executor.has_gpu, isolation=self.isolation)
+            for v, seed in items
+        ]
         results: list[ExperimentResult | None] = [store.get(s) for s in specs]
         todo = [i for i, r in enumerate(results) if r is None]
         done = len(specs) - len(todo)
@@ -88,6 +102,8 @@ class TrainingDomain:
         out = [r.model_copy(update={"label": s.label}) for r, s in zip(results, specs, strict=True) if r]
         for r in out:
             self.runs.setdefault(r.version_hash, []).append(r)
+        for mode in sorted({r.isolation for r in out if r.isolation}):  # what the runs really ran in
+            await asyncio.to_thread(run.ledger.record_isolation, run.run_id, mode)
         self.wave_s = max([self.wave_s, *(r.wall_s for r in out)])
         return out
 

@@ -1,23 +1,23 @@
 """Training runs: a version dir with an editable train.py, run against a frozen prepare.py under a
-fixed training-time budget, judged by one metric (val_bpb, lower is better).
+fixed training-time budget, judged by one metric (val_bpb, lower is better) that train.py cannot forge.
 
-One experiment is one real subprocess `python train.py` in a scratch copy of the version, with
-prepare.py beside it read-only; it is killed at twice the budget, and with its parent (a kill -9 of
-the optimize run leaves no orphan training). Its result is the `---` block of `key: value` lines it
-prints. The runner never raises for one experiment's failure: a crash, a `FAIL` (NaN or exploding
-loss), a kill or an overrun of the budget is a result with that status. A finished result is stored
-by the content of its spec, so the same run is never made twice (a resumed optimize reuses it).
+One experiment is three sandboxed steps (`training_box`, `training_exec`): train.py trains on the train
+bytes only and hands its model over a pipe; then two fresh model servers and prepare.py's scorer,
+which alone holds the val bytes, compute the metric; the scorer's stdout is the only channel the metric
+comes back on, so a train.py that prints `val_bpb: 0.1` is not believed, and a model that looks ahead
+fails. train.py is killed at twice the budget (plus start-up), and with its parent (a kill -9 of the
+optimize run leaves no orphan training). The runner never raises for one experiment's failure: a
+crash, a `FAIL` (NaN or exploding loss, a model that looks ahead), a kill or an overrun of the budget
+is a result with that status. A finished result is stored by the content of its spec, so the same run
+is never made twice (a resumed optimize reuses it).
 """
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import json
 import os
-import shutil
-import signal
-import subprocess
-import sys
 import tempfile
 import time
 from dataclasses import dataclass
@@ -26,18 +26,24 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, Field
 
+from harness_opt.domains.training_box import Boxes, BoxSettings, GpuAccess, HostPaths, gpu_access
+from harness_opt.domains.training_data import CorpusError, corpus_path, split_corpus
+from harness_opt.domains.training_exec import MODEL_BYTES, EvalOutcome, TrainOutcome, run_eval, run_train
 from harness_opt.errors import SuiteError
 from harness_opt.harness.version import HarnessVersion
 from harness_opt.home import home_dir
 from harness_opt.records import Score, Task
+from harness_opt.runtime.sandbox import Isolation, bwrap_problem
 from harness_opt.suites.base import Environment, NoTools
 
 PREPARE_FILE = "prepare.py"
 TRAINING_EDITABLE: tuple[str, ...] = ("train.py",)
 """Only train.py may change: prepare.py (data, tokenizer, metric, budget) and harness.toml are frozen."""
 STARTUP_GRACE_S = 30.0
-"""Added to the 2x-budget kill: interpreter start, torch import, data load and the final evaluation
-are not training time, and on a 20 s CPU budget they are a large part of the wall time."""
+"""Added to the 2x-budget kill: interpreter start, torch import, data load and saving the model are not
+training time, and on a 20 s CPU budget they are a large part of the wall time."""
+EVAL_MIN_S = 60.0
+"""The evaluation's deadline is start-up grace + the larger of this and half the budget."""
 _OVERRUN_TOLERANCE = 1.10
 """A run may report at most 10% more training seconds than the budget (one step of slack)."""
 
@@ -54,6 +60,12 @@ class TrainingSettings(BaseModel):
     data: str = Field(default="", description="Corpus path, relative to the suite folder.")
     data_url: str = ""
     data_sha256: str = ""
+    val_fraction: float = Field(
+        default=0.1,
+        gt=0,
+        lt=1,
+        description="The last fraction of the corpus is val (only the scorer sees it).",
+    )
     baseline_runs: int = Field(default=2, ge=2, description="Baseline seeds; their spread is the noise.")
 
 
@@ -128,9 +140,19 @@ class ExperimentSpec(BaseModel):
     data: str = ""
     data_url: str = ""
     data_sha256: str = ""
+    val_fraction: float = 0.1
+    isolation: Isolation = Field(
+        default="bwrap",
+        description="The resolved sandbox mode (`runtime.sandbox.resolve_isolation`): part of what a stored "
+        "result means, so a result made under a weaker mode is never reused by a bubblewrap run.",
+    )
     gpu: str | None = Field(default=None, description="CUDA_VISIBLE_DEVICES for this run; None = inherit.")
     kill_after_s: float | None = Field(
         default=None, description="Default: twice the budget plus STARTUP_GRACE_S."
+    )
+    eval_kill_after_s: float | None = Field(
+        default=None,
+        description="Default: STARTUP_GRACE_S plus the larger of EVAL_MIN_S and half the budget.",
     )
     threads: int | None = Field(default=None, description="OMP threads for a CPU run (parallel CPU runs).")
 
@@ -147,6 +169,7 @@ class ExperimentResult(BaseModel):
     reason: str = ""
     wall_s: float = 0.0
     log_tail: str = ""
+    isolation: str = Field(default="", description="The sandbox the run's code ran in.")
 
     @property
     def ok(self) -> bool:
@@ -175,106 +198,158 @@ def parse_result_block(stdout: str) -> tuple[dict[str, float], bool]:
     return values, failed
 
 
-_LAUNCHER = """
-import ctypes, os, runpy, signal, sys
-try:  # PR_SET_PDEATHSIG: die with the optimize process, however it ends
-    ctypes.CDLL(None, use_errno=True).prctl(1, signal.SIGKILL)
-except (OSError, AttributeError):
-    pass
-if os.getppid() != int(os.environ.pop("HOPT_PARENT_PID", os.getppid())):
-    sys.exit("the optimize process ended before this run started")
-sys.argv = sys.argv[1:]
-runpy.run_path(sys.argv[0], run_name="__main__")
-"""
-"""Starts train.py so that it dies with its parent (Linux; elsewhere it just runs train.py)."""
+@dataclass(frozen=True)
+class _Limits:
+    train_s: float
+    eval_s: float
 
 
-def _scratch(spec: ExperimentSpec) -> Path:
-    """A scratch dir: the version's files in `work/`, prepare.py read-only in `frozen/`."""
-    scratch = Path(tempfile.mkdtemp(prefix="hopt-train-"))
-    work, frozen = scratch / "work", scratch / "frozen"
-    work.mkdir()
-    frozen.mkdir()
+def _limits(spec: ExperimentSpec) -> _Limits:
+    return _Limits(
+        spec.kill_after_s or 2 * spec.budget_s + STARTUP_GRACE_S,
+        spec.eval_kill_after_s or STARTUP_GRACE_S + max(EVAL_MIN_S, spec.budget_s / 2),
+    )
+
+
+def _scratch(spec: ExperimentSpec, root: Path) -> HostPaths:
+    """The run's private files on the host: the version's files, prepare.py, the two halves of the
+    corpus; the parent deletes them all when the run ends."""
+    work, frozen, data, homes = root / "work", root / "frozen", root / "data", root / "homes"
+    for folder in (work, frozen, data, homes):
+        folder.mkdir()
     for rel, text in spec.files.items():
         dest = work / rel
         dest.parent.mkdir(parents=True, exist_ok=True)
         dest.write_text(text, encoding="utf-8")
     (frozen / PREPARE_FILE).write_text(spec.prepare, encoding="utf-8")
     (frozen / PREPARE_FILE).chmod(0o444)
-    frozen.chmod(0o555)
-    return scratch
+    paths = HostPaths(
+        work, frozen / PREPARE_FILE, data / "train.txt", data / "val.txt", root / "model.pt", homes
+    )
+    corpus = corpus_path(spec.data, spec.data_url, spec.data_sha256)
+    split_corpus(corpus, spec.val_fraction, paths.train_data, paths.val_data)
+    return paths
 
 
-def _environment(spec: ExperimentSpec, scratch: Path) -> dict[str, str]:
-    env = {
-        **os.environ,
-        "PYTHONPATH": str(scratch / "frozen"),
-        "PYTHONDONTWRITEBYTECODE": "1",
-        "NANOGPT_TIME_BUDGET": str(spec.budget_s),
-        "NANOGPT_SEED": str(spec.seed),
-        "NANOGPT_EVAL_TOKENS": str(spec.eval_tokens),
-        "NANOGPT_DATA": spec.data or str(scratch / "corpus.txt"),
-        "HOPT_PARENT_PID": str(os.getpid()),
-    }
-    if spec.data_url:
-        env["NANOGPT_DATA_URL"], env["NANOGPT_DATA_SHA256"] = spec.data_url, spec.data_sha256
-    if spec.gpu is not None:
-        env["CUDA_VISIBLE_DEVICES"] = spec.gpu
-    if spec.threads is not None:
-        env["OMP_NUM_THREADS"] = str(spec.threads)
-    return env
+@functools.cache
+def _host_gpus() -> GpuAccess | None:
+    return gpu_access()
 
 
-def judge_output(
-    spec: ExperimentSpec, out: str, returncode: int, metric: str
-) -> tuple[ExperimentStatus, dict[str, float], str]:
-    """(status, values, reason) of a run that ended by itself, from what it printed."""
-    values, failed = parse_result_block(out)
-    if failed:
-        return "fail", values, "FAIL: NaN or exploding loss"
-    if returncode != 0 or metric not in values:
-        return "crash", values, f"exit code {returncode}" if returncode else f"no {metric} line after ---"
-    trained = values.get("training_seconds", 0.0)
-    steps = values.get("num_steps", 0.0)
+def _box_settings(spec: ExperimentSpec) -> BoxSettings:
+    visible = spec.gpu if spec.gpu is not None else os.environ.get("CUDA_VISIBLE_DEVICES")
+    return BoxSettings(
+        mode=spec.isolation,
+        threads=spec.threads or os.cpu_count() or 1,
+        settings={
+            "NANOGPT_TIME_BUDGET": str(spec.budget_s),
+            "NANOGPT_SEED": str(spec.seed),
+            "NANOGPT_EVAL_TOKENS": str(spec.eval_tokens),
+        },
+        cuda_visible_devices=visible,
+        gpu=_host_gpus() if spec.isolation == "bwrap" else None,
+    )
+
+
+def _overrun(spec: ExperimentSpec, info: dict[str, float]) -> str:
+    """Why the run's own training_seconds break the budget, or ''."""
+    trained = info.get("training_seconds", 0.0)
+    steps = info.get("num_steps", 0.0)
     step_s = trained / (steps - 2) if steps > 2 else 0.0  # the last step may end late
     if trained > spec.budget_s * _OVERRUN_TOLERANCE + 1.0 + 2 * step_s:
-        return "overrun", values, f"trained {trained:.1f}s, over the {spec.budget_s:.0f}s budget"
+        return f"trained {trained:.1f}s, over the {spec.budget_s:.0f}s budget"
+    return ""
+
+
+def judge_training(spec: ExperimentSpec, train: TrainOutcome) -> tuple[ExperimentStatus | None, str]:
+    """(status, reason) when the training step alone decides the run, else (None, '')."""
+    info, failed = parse_result_block(train.out)
+    if train.returncode is None:
+        return "timeout", f"killed after {_limits(spec).train_s:.0f}s (2x budget + start-up)"
+    if failed:
+        return "fail", "FAIL: NaN or exploding loss"
+    if train.returncode != 0:
+        return "crash", f"exit code {train.returncode}"
+    overrun = _overrun(spec, info)
+    if overrun:
+        return "overrun", overrun
+    if train.model_overflow:
+        return "crash", f"the model handed over is larger than the {MODEL_BYTES // 2**30} GiB allowed"
+    if train.model_bytes == 0:
+        return "crash", "train.py handed over no model: call prepare.save_model(model, block_size) at the end"
+    return None, ""
+
+
+def judge_evaluation(
+    ev: EvalOutcome, metric: str, limit_s: float
+) -> tuple[ExperimentStatus, dict[str, float], str]:
+    """(status, values, reason) from the scorer's own output: the only place the metric comes from."""
+    if ev.returncode is None:
+        return "timeout", {}, f"evaluation killed after {limit_s:.0f}s"
+    fail = next((ln for ln in ev.out.splitlines() if ln.startswith("FAIL")), None)
+    if fail is not None:
+        return "fail", {}, fail.partition(":")[2].strip() or "FAIL"
+    values, _ = parse_result_block(ev.out)
+    if ev.returncode != 0 or metric not in values:
+        said = [ln for ln in (ev.err + "\n" + "\n".join(ev.servers)).splitlines() if ln.strip()]
+        return "crash", values, f"the evaluation reported no {metric}: {said[-1] if said else 'no output'}"
     return "ok", values, ""
 
 
+def _log(train: TrainOutcome | None, ev: EvalOutcome | None) -> str:
+    """What a person reads about the run: train.py's output, then the evaluation's."""
+    parts = []
+    if train is not None:
+        parts += ["[train.py]", train.out[-1500:].strip(), train.err[-1500:].strip()]
+    if ev is not None:
+        servers = "\n".join(s[-400:].strip() for s in ev.servers if s.strip())
+        parts += ["[evaluation: prepare.py score]", ev.out[-800:].strip(), ev.err[-600:].strip(), servers]
+    return "\n".join(p for p in parts if p)
+
+
+def _isolation_problem(mode: Isolation) -> str:
+    if mode != "bwrap":
+        return ""
+    problem = bwrap_problem()
+    return (
+        f"train.py must run in a bubblewrap sandbox, and {problem[0]} (fix: {problem[1]})" if problem else ""
+    )
+
+
 def run_experiment(spec: ExperimentSpec, metric: str = "val_bpb") -> ExperimentResult:
-    """Run one experiment as a subprocess; never raises for the run's own failure."""
+    """Run one experiment in its sandboxes; never raises for the run's own failure."""
     started = time.monotonic()
-    scratch: Path | None = None
+    problem = _isolation_problem(spec.isolation)
+    if problem:  # a Ray worker without bubblewrap refuses its runs: never a silent downgrade
+        return _result(spec, "crash", {}, problem, started, "")
     try:
-        scratch = _scratch(spec)
-        kill_after = spec.kill_after_s or 2 * spec.budget_s + STARTUP_GRACE_S
-        proc = subprocess.Popen(
-            [sys.executable, "-c", _LAUNCHER, "train.py"],
-            cwd=scratch / "work",
-            env=_environment(spec, scratch),
-            stdout=subprocess.PIPE,
-            stderr=subprocess.PIPE,
-            text=True,
-            start_new_session=True,  # so a kill takes the whole process group (dataloader workers too)
-        )
-        try:
-            out, err = proc.communicate(timeout=kill_after)
-        except subprocess.TimeoutExpired:
-            os.killpg(proc.pid, signal.SIGKILL)
-            out, err = proc.communicate()
-            why = f"killed after {kill_after:.0f}s (2x budget + start-up)"
-            return _result(spec, "timeout", {}, why, started, out, err)
-        status, values, why = judge_output(spec, out, proc.returncode, metric)
-        return _result(spec, status, values, why, started, out, err)
+        with tempfile.TemporaryDirectory(prefix="hopt-train-") as tmp:
+            paths = _scratch(spec, Path(tmp))
+            return _run(spec, Boxes(paths, _box_settings(spec)), paths, metric, started)
+    except CorpusError as exc:
+        return _result(spec, "crash", {}, f"corpus: {exc.message}", started, "")
     except OSError as exc:
-        return _result(spec, "crash", {}, f"could not start: {exc}", started, "", "")
-    finally:
-        if scratch is not None:
-            for path in (scratch / "frozen", scratch):
-                if path.exists():
-                    path.chmod(0o755)
-            shutil.rmtree(scratch, ignore_errors=True)
+        return _result(spec, "crash", {}, f"could not start: {exc}", started, "")
+
+
+def _run(
+    spec: ExperimentSpec, boxes: Boxes, paths: HostPaths, metric: str, started: float
+) -> ExperimentResult:
+    limits = _limits(spec)
+    train = run_train(boxes, paths.model, limits.train_s)
+    info, _ = parse_result_block(train.out)
+    status, why = judge_training(spec, train)
+    if status is not None:
+        return _result(spec, status, {}, why, started, _log(train, None))
+    threads = max(1, boxes.s.threads // 2)  # two servers at once
+    ev = run_eval(boxes, threads, limits.eval_s)
+    status, scored, why = judge_evaluation(ev, metric, limits.eval_s)
+    # train.py's own lines are informational; the metric and whatever the scorer reports are the scorer's
+    values = {k: v for k, v in info.items() if k != metric and k not in scored}
+    values["train_wall_s"] = round(train.wall_s, 1)
+    return _result(
+        spec, status, {**values, **scored} if status == "ok" else {}, why, started, _log(train, ev)
+    )
 
 
 def _result(
@@ -283,8 +358,7 @@ def _result(
     values: dict[str, float],
     reason: str,
     started: float,
-    out: str,
-    err: str,
+    log: str,
 ) -> ExperimentResult:
     return ExperimentResult(
         label=spec.label,
@@ -294,7 +368,8 @@ def _result(
         values=values,
         reason=reason,
         wall_s=time.monotonic() - started,
-        log_tail=(out[-1500:] + "\n" + err[-2500:]).strip(),
+        log_tail=log,
+        isolation=spec.isolation,
     )
 
 
@@ -310,9 +385,15 @@ def load_training_suite(path: Path) -> TrainingSuite:
 
 
 def experiment_spec(
-    version: HarnessVersion, suite: TrainingSuite, seed: int, *, gpu: bool = False
+    version: HarnessVersion,
+    suite: TrainingSuite,
+    seed: int,
+    *,
+    gpu: bool = False,
+    isolation: Isolation = "bwrap",
 ) -> ExperimentSpec:
-    """One run of `version` with `seed`: the GPU budget and eval size when `gpu`, else the CPU ones."""
+    """One run of `version` with `seed`: the GPU budget and eval size when `gpu`, else the CPU ones;
+    `isolation` is the mode `resolve_isolation` chose."""
     s = suite.settings
     files = {
         rel: data.decode("utf-8")
@@ -330,6 +411,8 @@ def experiment_spec(
         data=suite.data_path() if Path(suite.data_path() or "/nonexistent").is_file() else "",
         data_url=s.data_url,
         data_sha256=s.data_sha256,
+        val_fraction=s.val_fraction,
+        isolation=isolation,
     )
 
 
@@ -337,7 +420,7 @@ class ExperimentStore:
     """Finished results by the content of their spec (files, prepare.py, budget, seed, data), one JSON
     file each under `<home>/experiments/`, written atomically the moment a run ends."""
 
-    _WHERE = frozenset({"label", "gpu", "threads", "kill_after_s"})
+    _WHERE = frozenset({"label", "gpu", "threads", "kill_after_s", "eval_kill_after_s"})
     """Where and how a run is placed, not what it computes."""
 
     def __init__(self, root: Path | None = None) -> None:

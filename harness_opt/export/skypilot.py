@@ -1,9 +1,16 @@
 """SkyPilot task YAMLs for one wave of training experiments: one GPU per cluster, one workdir each.
 
 The pattern SkyPilot used to scale autoresearch out: each experiment is its own small cluster with
-one GPU, its own workdir (train.py + the frozen prepare.py + the corpus path), and its result lines in
-the job log, where `sky logs` or a grep picks up `val_bpb:` and `peak_vram_mb:`. A wave is a folder:
-`<out>/wave-<name>/<label>/` (workdir + task.yaml per experiment) and `launch.sh` starting them all.
+one GPU and its own workdir: train.py, the frozen prepare.py, and the corpus cut into train.txt and
+val.txt here (the node needs no network for data). The job runs train.py, which saves its model, then
+prepare.py's evaluation (`prepare.py evaluate`: two model servers and the scorer, the same code the
+local runner sandboxes), and greps the result lines of the evaluation's own log, never train.py's.
+A wave is a folder: `<out>/wave-<name>/<label>/` (workdir + task.yaml per experiment) and
+`launch.sh` starting them all.
+
+What a SkyPilot node does not have is harness-opt's sandbox: the cloud VM is the only boundary, and a
+hostile train.py on it can read val.txt or tamper with the evaluation that follows it. Treat a wave's
+figures as the node's word, and re-run the version you keep locally, where each step is sandboxed.
 """
 
 from __future__ import annotations
@@ -12,29 +19,37 @@ import json
 import shlex
 from pathlib import Path
 
+from harness_opt.domains.training_data import corpus_path, split_corpus
 from harness_opt.domains.training_loop import PREPARE_FILE, TrainingSuite
 from harness_opt.harness.version import HarnessVersion
+
+RESULT_KEYS = ("val_bpb", "eval_tokens", "causal_max_delta")
 
 
 def _yaml_str(text: str) -> str:
     return json.dumps(text)  # a JSON string is a valid YAML double-quoted scalar
 
 
+def run_command(budget_s: float) -> str:
+    """Train, then evaluate the saved model; print train.py's tail and the evaluation's block."""
+    keys = "|".join(RESULT_KEYS)
+    return (
+        f"timeout {int(2 * budget_s + 120)} python train.py > train.log 2>&1; code=$?; tail -n 40 train.log; "
+        f"if [ $code -eq 0 ]; then timeout {int(max(120, budget_s))} python prepare.py evaluate model.pt "
+        "--val val.txt --code . > eval.log 2>&1; code=$?; cat eval.log; fi; "
+        f"grep -E '^({keys}):' eval.log 2>/dev/null || echo FAIL; exit $code"
+    )
+
+
 def task_yaml(label: str, suite: TrainingSuite, *, accelerator: str, seed: int, torch_spec: str) -> str:
     s = suite.settings
     budget = s.gpu_time_budget_s
-    run = (
-        f"timeout {int(2 * budget + 120)} python train.py > run.log 2>&1; code=$?; "
-        "cat run.log | tail -n 40; grep -E '^(val_bpb|peak_vram_mb|training_seconds|num_steps):' run.log "
-        "|| echo FAIL; exit $code"
-    )
     envs = {
         "NANOGPT_TIME_BUDGET": str(budget),
         "NANOGPT_SEED": str(seed),
         "NANOGPT_EVAL_TOKENS": str(s.gpu_eval_tokens),
-        "NANOGPT_DATA": "corpus.txt",
-        "NANOGPT_DATA_URL": s.data_url,
-        "NANOGPT_DATA_SHA256": s.data_sha256,
+        "NANOGPT_TRAIN_DATA": "train.txt",
+        "NANOGPT_MODEL_OUT": "model.pt",
         "PYTHONPATH": ".",
     }
     lines = [
@@ -45,7 +60,7 @@ def task_yaml(label: str, suite: TrainingSuite, *, accelerator: str, seed: int, 
         "envs:",
         *(f"  {k}: {_yaml_str(v)}" for k, v in envs.items()),
         f"setup: {_yaml_str(f'pip install {shlex.quote(torch_spec)}')}",
-        f"run: {_yaml_str(run)}",
+        f"run: {_yaml_str(run_command(budget))}",
     ]
     return "\n".join(lines) + "\n"
 
@@ -61,6 +76,8 @@ def export_skypilot(
     torch_spec: str = "torch>=2.4",
 ) -> Path:
     """Write the wave folder and return it; `bash <wave>/launch.sh` starts one cluster per experiment."""
+    s = suite.settings
+    corpus = corpus_path(suite.data_path(), s.data_url, s.data_sha256)
     folder = out_dir / f"wave-{wave}"
     folder.mkdir(parents=True, exist_ok=True)
     launch = [
@@ -78,6 +95,9 @@ def export_skypilot(
             (work / rel).parent.mkdir(parents=True, exist_ok=True)
             (work / rel).write_bytes(data)
         (work / PREPARE_FILE).write_text(suite.prepare_path.read_text(encoding="utf-8"), encoding="utf-8")
+        for name in ("train.txt", "val.txt"):
+            (work / name).unlink(missing_ok=True)  # a re-export replaces them (they are read-only)
+        split_corpus(corpus, s.val_fraction, work / "train.txt", work / "val.txt")
         (work / "task.yaml").write_text(
             task_yaml(version.label, suite, accelerator=accelerator, seed=seed, torch_spec=torch_spec)
         )

@@ -1,7 +1,10 @@
 """Editable half of the nanogpt task: a small GPT trained for exactly TIME_BUDGET seconds.
 
 Change anything here (model, optimizer, schedule, batch size); prepare.py (data, metric, budget) is
-frozen. The run prints `---` then `key: value` lines; the loop reads val_bpb (lower is better).
+frozen. The run trains on the train bytes, hands its model to `save_model`, and prints `---` then
+`key: value` lines about the training; val_bpb (lower is better) is computed by prepare.py's
+evaluation in a separate process, which imports this file to rebuild the model (so training stays
+under `if __name__ == "__main__":`).
 Sizes have a GPU value and a CPU_ value (CPU mode: a tiny config that trains in ~20 s on 2 cores);
 learning rates and schedule are shared.
 """
@@ -14,7 +17,7 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-from prepare import SEED, TIME_BUDGET, VOCAB_SIZE, Data, device_type, evaluate_bpb
+from prepare import SEED, TIME_BUDGET, VOCAB_SIZE, Data, device_type, save_model
 
 # --- hyperparameters ------------------------------------------------------------------------
 DEPTH = 8
@@ -157,12 +160,11 @@ def main(budget_s=None, device=None) -> None:
         if step > UNCOUNTED_STEPS:
             training_time += time.time() - t0
 
-    val_bpb = evaluate_bpb(model, data, block_size, device)
+    save_model(model, block_size)
     steps_timed = max(1, step - UNCOUNTED_STEPS)
     mfu = 0.0 if cpu else 100 * flops_per_step * steps_timed / max(training_time, 1e-9) / PEAK_FLOPS
     peak_mb = torch.cuda.max_memory_allocated() / 2**20 if not cpu else 0.0
     print("---")
-    print(f"val_bpb: {val_bpb:.6f}")
     print(f"training_seconds: {training_time:.1f}")
     print(f"total_seconds: {time.time() - t_start:.1f}")
     print(f"peak_vram_mb: {peak_mb:.1f}")

@@ -379,9 +379,9 @@ def test_presets_run_the_documented_command_with_their_keys(
     assert len(out) == 1 and out[0].mechanism == name
     seen = json.loads(out[0].edits["prompts/system.j2"] or "")
     files = ["harness/agent.py", "harness/prompts/system.j2", "harness/tools.json", "HYPOTHESIS.md"]
-    expected = [
-        a for arg in preset.argv[1:] for a in (files if arg == "{files}" else [arg.replace("{prompt}", PROMPT)])
-    ]
+    expected: list[str] = []
+    for arg in preset.argv[1:]:
+        expected += files if arg == "{files}" else [arg.replace("{prompt}", PROMPT)]
     assert seen["argv"] == expected
     assert seen["env"][preset.keys[-1]] == "sk-test"
     assert all(seen["env"][k] == v for k, v in preset.env.items())

@@ -18,19 +18,21 @@ REPO = Path(__file__).resolve().parents[1]
 
 
 @pytest.mark.slow
-@pytest.mark.timeout(1500)
-@pytest.mark.parametrize("mode", ["tools", "single"])
+@pytest.mark.timeout(1200)
 def test_local_meta_model_reaches_the_iteration_limit_inside_its_context(
-    tmp_path: Path, mode: str, monkeypatch: pytest.MonkeyPatch
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
+    """Tools mode, the default (about 4 minutes here). Single mode plans its one prompt with the same
+    budget (tests/test_propose_llm_tools.py); on this model one of its proposals takes several minutes
+    of generation, measured in docs/proposers.md."""
     monkeypatch.delenv("HARNESS_OPT_LOCAL_CTX", raising=False)
     seed = tmp_path / "harnesses" / "banking77" / "v0001"
     shutil.copytree(REPO / "harnesses" / "banking77" / "v0001", seed)
     args = [
         "optimize", str(seed), "--suite", str(REPO / "tasks" / "banking77"),
-        "--proposer", "llm", "--meta-model", "local/smollm2", "--proposer-mode", mode,
+        "--proposer", "llm", "--meta-model", "local/smollm2", "--proposer-mode", "tools",
         "--iterations", "2", "--val-limit", "4", "--train-sample", "3", "--history-train", "1",
-        "--meta-steps", "2", "--skip-test", "--force",
+        "--meta-steps", "2", "--skip-test", "--force", "--budget", "30m",
     ]
     out = CliRunner().invoke(app, args, env={"COLUMNS": "200"})
     assert out.exit_code == 0, out.output

@@ -43,10 +43,10 @@ train/scores.tsv and raw train traces in train/traces/), and this iteration's tr
 
 Work like this: read the history (list_candidates), grep and read the raw traces of earlier candidates
 to find why tasks fail and what changed when a candidate won or lost, then change ONE mechanism:
-write_file each changed file in full (only the editable files), check it, then finish with the
-mechanism's name and your hypothesis. Do not repeat a rejected idea. Fix the general cause; never
-hard-code answers. Each step: reason briefly in next_thought, then pick next_tool_name and write
-next_tool_args as a JSON object.
+write_file each changed file in full (only the editable files), check it (when the check tool is
+listed), then finish with the mechanism's name and your hypothesis. Do not repeat a rejected idea.
+Fix the general cause; never hard-code answers. Each step: reason briefly in next_thought, then pick
+next_tool_name and write next_tool_args as a JSON object.
 
 Tools:
 """

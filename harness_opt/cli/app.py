@@ -14,6 +14,8 @@ How a command ends is decided here, in one place (`main`):
 from __future__ import annotations
 
 import contextlib
+import errno
+import io
 import os
 import signal
 import sys
@@ -140,10 +142,47 @@ def _print_error(text: str, fix: str | None = None) -> None:
     err_console.print(Text.assemble(("error:", "bold red"), " ", line), highlight=False, soft_wrap=True)
 
 
-def _os_error(exc: OSError) -> str:
+_OS_FIXES = {
+    errno.ENOENT: "check the path: it does not exist",
+    errno.EISDIR: "pass a file, not a folder",
+    errno.ENOTDIR: "a part of the path is a file, not a folder: check the path",
+    errno.EACCES: "make it readable/writable for you, or choose another path (HARNESS_OPT_HOME for the home)",
+    errno.EPERM: "make it readable/writable for you, or choose another path (HARNESS_OPT_HOME for the home)",
+    errno.EROFS: "the file system is read-only: choose a writable path (HARNESS_OPT_HOME for the home)",
+    errno.ENOSPC: "free some disk space, or choose another path",
+}
+
+
+def _os_error(exc: OSError) -> tuple[str, str]:
+    """A file-system error as (what, fix): the path, the system's reason, and what to do."""
     where = exc.filename if exc.filename is not None else ""
     what = exc.strerror or type(exc).__name__
-    return f"{where}: {what}" if where else what
+    fix = _OS_FIXES.get(exc.errno or 0, "check the path and its permissions")
+    return (f"{where}: {what}" if where else what), fix
+
+
+def _undecodable_file(exc: UnicodeDecodeError) -> str | None:
+    """The file whose bytes failed to decode: the innermost frame of the traceback holding an open
+    text file or an existing file path (every reader goes through one or the other)."""
+    tb, frames = exc.__traceback__, []
+    while tb is not None:
+        frames.append(tb.tb_frame)
+        tb = tb.tb_next
+    for frame in reversed(frames):
+        for value in frame.f_locals.values():
+            if isinstance(value, io.TextIOWrapper) and isinstance(value.name, str):
+                return value.name
+            if isinstance(value, Path) and value.is_file():
+                return str(value)
+    return None
+
+
+def _decode_error(exc: UnicodeDecodeError) -> tuple[str, str]:
+    where = _undecodable_file(exc)
+    what = f"not UTF-8 text ({exc.reason} at byte {exc.start})"
+    return (f"{where}: {what}" if where else f"a file is {what}"), (
+        "pass a UTF-8 text file (this one is binary or in another encoding)"
+    )
 
 
 def _crash_report(exc: BaseException) -> str:
@@ -240,13 +279,8 @@ def _exit_code(exc: Exception) -> int:
         return int(exc.exit_code)
     if isinstance(exc, typer.Abort):
         return _interrupted(130)
-    if isinstance(exc, OSError | UnicodeDecodeError):
-        text = _os_error(exc) if isinstance(exc, OSError) else f"a file is not UTF-8 text ({exc.reason})"
-        _print_error(
-            text,
-            "check the path: it must exist, be a file of the kind expected and be readable "
-            "(and writable, for outputs and the home folder)",
-        )
+    if isinstance(exc, OSError | UnicodeDecodeError):  # a path the user gave (or the home) is unusable
+        _print_error(*(_os_error(exc) if isinstance(exc, OSError) else _decode_error(exc)))
         return EXIT_USER_ERROR
     if os.environ.get("HARNESS_OPT_TRACEBACK"):
         raise exc

@@ -10,6 +10,7 @@ from rich.console import Console
 from rich.text import Text
 
 from harness_opt.cli.options import Options, derived
+from harness_opt.cli.paths import input_folder
 from harness_opt.search.config import OptimizeConfig
 
 _COLOURS = {"PASS": "green", "WARN": "yellow", "FAIL": "red"}
@@ -45,8 +46,13 @@ def register(app: typer.Typer) -> None:
         model key and endpoint (one pre-flight call), budget and cost per iteration, with the options
         the optimize run will have. Exits 1 when a line is FAIL (a noise check degraded by model
         failures is a FAIL, never a PASS)."""
+        from harness_opt.harness.lineage import resolve_version
         from harness_opt.trust.doctor import doctor
 
+        # a path that is not there is a mistake on the command line, not a finding about the suite
+        input_folder(suite, "SUITE", "pass a suite folder like tasks/banking77 (it holds a suite.toml)")
+        if harness is not None:
+            harness = resolve_version(str(harness))
         run = options.build(OptimizeConfig, harness=harness or suite, suite=suite)
         plan = run.budget if options.given().get("budget") else None
         report = doctor(

@@ -7,6 +7,7 @@ from typing import Annotated
 
 import typer
 
+from harness_opt.cli.paths import input_file
 from harness_opt.cli.suite_options import DataOption, UserModelOption
 from harness_opt.llm.client import LLMConfig
 
@@ -65,6 +66,7 @@ def register(app: typer.Typer) -> None:
         from harness_opt.cli.suite_options import load_suite_with_options
         from harness_opt.errors import UserError
         from harness_opt.export import ExportConfig, Submitter, export_tau2, load_submitter
+        from harness_opt.export.tau2 import tau2_suite
         from harness_opt.harness.lineage import resolve_version
 
         if format == "skypilot":
@@ -74,7 +76,10 @@ def register(app: typer.Typer) -> None:
             raise UserError(
                 f"unknown export format '{format}'", where="--format", fix="use --format tau2 or skypilot"
             )
-        submitter = load_submitter(config) if config else Submitter()
+        version_dir = resolve_version(str(harness))  # paths first: a wrong one is the first error
+        suite_obj = load_suite_with_options(suite, user_model=user_model, data=data)
+        submitter = load_submitter(input_file(config, "--config")) if config else Submitter()
+        tau2_suite(suite_obj)  # the target benchmark, or one error before any evaluation
         submitter = submitter.merged(
             Submitter(
                 model_name=model_name,
@@ -86,7 +91,6 @@ def register(app: typer.Typer) -> None:
             )
         )
         submitter.require()  # before any evaluation is spent
-        suite_obj = load_suite_with_options(suite, user_model=user_model, data=data)
         shown: dict[str, int] = {}
 
         def progress(split: str, done: int, total: int) -> None:
@@ -96,7 +100,7 @@ def register(app: typer.Typer) -> None:
                 typer.echo(f"  {split}: {done}/{total} rollouts", err=True)
 
         result = export_tau2(
-            resolve_version(str(harness)),
+            version_dir,
             suite_obj,
             submitter,
             ExportConfig(

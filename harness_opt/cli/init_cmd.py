@@ -8,6 +8,8 @@ from typing import Annotated
 import typer
 from rich.console import Console
 
+from harness_opt.cli.paths import input_file, output_folder
+
 
 def register(app: typer.Typer) -> None:
     @app.command("init")
@@ -32,6 +34,11 @@ def register(app: typer.Typer) -> None:
         """Write a tool-calling agent around your tools and prompt, and a suite skeleton to fill in."""
         from harness_opt.scaffold import init_project
 
+        output_folder(root, "--root")
+        if from_openai_tools is not None:
+            input_file(from_openai_tools, "--from-openai-tools")
+        if system_prompt is not None:
+            input_file(system_prompt, "--system-prompt")
         result = init_project(
             name, root, tools_file=from_openai_tools, system_prompt=system_prompt, model=model, force=force
         )

@@ -7,6 +7,8 @@ from typing import Annotated
 
 import typer
 
+from harness_opt.cli.paths import output_file
+
 
 def register(app: typer.Typer) -> None:
     @app.command("report")
@@ -28,6 +30,7 @@ def register(app: typer.Typer) -> None:
         """Write one HTML file that opens offline: no server, no network, no CDN."""
         from harness_opt.report.page import report
 
+        output_file(out, "-o")  # before any work: a wrong -o fails at once
         path = report(run, suite=suite, split=split, out=out)
         size = path.stat().st_size
         typer.echo(f"wrote {path} ({size / 1024:,.0f} KiB); open it in a browser: file://{path.resolve()}")

@@ -192,7 +192,9 @@ def _optimized_on(version: HarnessVersion) -> str:
     )
 
 
-def _tau2_suite(suite: Suite) -> Any:
+def tau2_suite(suite: Suite) -> Any:
+    """`suite` if it is τ²-bench retail (what a bundle is for), else an `ExportError` (before any
+    evaluation is spent on it)."""
     if not (hasattr(suite, "tau2_tasks") and hasattr(suite, "judge_model_for")):
         raise ExportError(
             f"suite {suite.name} is not τ²-bench retail",
@@ -262,7 +264,7 @@ def export_tau2(
     `<out_dir>/<model>_<organization>_<date>/` with submission.json and trajectories/, validated."""
     config = config or ExportConfig()
     submitter.require()
-    tau2 = _tau2_suite(suite)
+    tau2 = tau2_suite(suite)
     if config.judge_model is not None:
         tau2 = tau2.with_judge(config.judge_model)
     version = version if isinstance(version, HarnessVersion) else HarnessVersion.load(version)

@@ -53,6 +53,18 @@ _CONTEXT_OVERFLOW = re.compile(
 )
 
 
+_CONNECTION_TEXT = re.compile(
+    r"connection error|connection refused|connection reset|cannot connect|name or service not known|"
+    r"temporary failure in name resolution",
+    re.IGNORECASE,
+)
+"""The words of a connection failure whose exception chain was lost (litellm wraps some errors in a
+500 whose cause is not kept)."""
+_MISSING_KEY_TEXT = re.compile(
+    r"missing credentials|api[_ ]key (is )?(missing|not set|required)", re.IGNORECASE
+)
+
+
 def exception_chain(error: BaseException) -> Iterator[BaseException]:
     """The error and what caused it (`__cause__`, else `__context__`), outermost first."""
     seen: set[int] = set()
@@ -124,7 +136,8 @@ def classify(error: BaseException) -> Cause:
     overflow = bad_request and _CONTEXT_OVERFLOW.search(text) is not None
     if isinstance(error, litellm.ContextWindowExceededError) or overflow:
         return "context_overflow"
-    if isinstance(error, litellm.AuthenticationError | litellm.PermissionDeniedError) or status in (401, 403):
+    auth = isinstance(error, litellm.AuthenticationError | litellm.PermissionDeniedError)
+    if auth or status in (401, 403) or _MISSING_KEY_TEXT.search(text):
         return "auth"
     if isinstance(error, litellm.NotFoundError) or status == 404:
         return "unknown_model"
@@ -132,7 +145,7 @@ def classify(error: BaseException) -> Cause:
         return "timeout"
     if isinstance(error, litellm.RateLimitError) or status == 429:
         return "rate_limit"
-    if any(isinstance(e, _connection_types()) for e in chain):
+    if any(isinstance(e, _connection_types()) for e in chain) or _CONNECTION_TEXT.search(text):
         return "connection"
     if bad_request or isinstance(error, litellm.UnprocessableEntityError) or status == 422:
         return "bad_request"

@@ -216,7 +216,10 @@ def _run_async(coro: Any) -> Any:
     event loop's worker thread (the optimize pre-flight) or in the main thread (the command)."""
     try:
         asyncio.get_running_loop()
+        in_loop = True
     except RuntimeError:
+        in_loop = False
+    if not in_loop:  # (outside the except block: its error must not become every failure's context)
         return asyncio.run(coro)
     box: dict[str, Any] = {}
 

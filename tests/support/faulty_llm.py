@@ -1,11 +1,14 @@
 """An OpenAI-compatible chat server on 127.0.0.1 that fails on purpose and counts what it receives.
 
 `faulty_llm(fail_rate=0.3)` answers a seeded share of requests with an error status (500 by default),
-can go down for a while (`outage(seconds)`: the listening socket is closed, so clients get a refused
-connection, then it listens again on the same port), and can refuse requests as a real server
-would: a prompt over `context_words` words (400, "maximum context length"), a wrong key (401) or an
-unknown model (404). Every request that reaches it is counted (`received`), by outcome
-(`outcomes`), so a test can set the figures a run reports beside the server's own.
+can go down for a while (`outage(seconds)`, or `outage_at=N` to go down when the N-th request
+arrives: the listening socket is closed, so clients get a refused connection, then it listens again
+on the same port), can fail every request after the first `fail_after`, can answer slowly
+(`delay_s`), and can refuse requests as a real server would: a prompt over `context_words` words
+(400, "maximum context length"), a wrong key (401) or an unknown model (404). Every request that
+reaches it is counted (`received`), harness-opt's pre-flight requests also apart (`preflight`), and
+the others by outcome (`outcomes`), so a test can set the figures a run reports beside the
+server's own.
 
 Run it alone (`python -m tests.support.faulty_llm --fail-rate 0.3 --outage-after 10 --outage 30`)
 to point `harness-opt eval --api-base` at it by hand; it prints its counts when stopped.
@@ -51,12 +54,19 @@ class FaultyServer:
     context_words: int | None = None
     api_key: str | None = None
     models: set[str] | None = None
+    fail_after: int | None = None
+    """Every request after this many received fails (fail_status)."""
+    outage_at: int | None = None
+    """Go down when this many requests have been received, for `outage_s` seconds."""
+    outage_s: float = 2.0
+    delay_s: float = 0.0
     received: int = 0
     """Requests that reached the server (refused connections never do)."""
     preflight: int = 0
     """Of those, harness-opt's pre-flight requests."""
     outcomes: Counter[str] = field(default_factory=Counter)
-    """Per outcome: "ok", or the error status sent ("500", "400", "401", "404")."""
+    """Per outcome of the requests other than pre-flight: "ok", or the error status sent ("500", ...)."""
+    preflight_outcomes: Counter[str] = field(default_factory=Counter)
     down_since: float | None = None
     _lock: threading.Lock = field(default_factory=threading.Lock)
     _rng: random.Random = field(default_factory=lambda: random.Random(0))
@@ -70,6 +80,9 @@ class FaultyServer:
             if headers.get(PREFLIGHT_HEADER):
                 self.preflight += 1
             fail = self._rng.random() < self.fail_rate
+            fail = fail or (self.fail_after is not None and self.received > self.fail_after)
+            if self.outage_at is not None and self.received == self.outage_at:
+                self.outage(self.outage_s)
         auth = headers.get("Authorization") or ""
         if self.api_key is not None and auth != f"Bearer {self.api_key}":
             return 401, "Incorrect API key provided."
@@ -86,9 +99,9 @@ class FaultyServer:
             return self.fail_status, "The server had an error while processing your request (on purpose)."
         return 200, ""
 
-    def count(self, outcome: str) -> None:
+    def count(self, outcome: str, preflight: bool) -> None:
         with self._lock:
-            self.outcomes[outcome] += 1
+            (self.preflight_outcomes if preflight else self.outcomes)[outcome] += 1
 
     def down(self) -> None:
         """Stop listening: new connections are refused until `up()`."""
@@ -128,7 +141,12 @@ class FaultyServer:
 
     def report(self) -> dict[str, Any]:
         with self._lock:
-            return {"received": self.received, "preflight": self.preflight, "outcomes": dict(self.outcomes)}
+            return {
+                "received": self.received,
+                "preflight": self.preflight,
+                "outcomes": dict(self.outcomes),
+                "preflight_outcomes": dict(self.preflight_outcomes),
+            }
 
 
 def _make_handler(state: FaultyServer, respond: Respond) -> type[BaseHTTPRequestHandler]:
@@ -139,15 +157,18 @@ def _make_handler(state: FaultyServer, respond: Respond) -> type[BaseHTTPRequest
         def do_POST(self) -> None:
             body = json.loads(self.rfile.read(int(self.headers.get("Content-Length") or 0)) or b"{}")
             status, why = state.decide(body, self.headers)
+            preflight = bool(self.headers.get(PREFLIGHT_HEADER))
+            if state.delay_s:
+                time.sleep(state.delay_s)
             if status != 200:
-                state.count(str(status))
+                state.count(str(status), preflight)
                 kind = {401: "invalid_api_key", 404: "model_not_found"}.get(status, "server_error")
                 error = {"error": {"message": why, "type": "invalid_request_error", "code": kind}}
                 self._send(status, error)
                 return
-            text = "OK" if self.headers.get(PREFLIGHT_HEADER) else respond(body)
+            text = "OK" if preflight else respond(body)
             message = {"role": "assistant", "content": text}
-            state.count("ok")
+            state.count("ok", preflight)
             self._send(
                 200,
                 {

@@ -240,3 +240,44 @@ def test_derivation_flattens_nested_models_and_reads_literals() -> None:
     assert options["wait"].path == ("inner", "wait_s") and options["wait"].flag == "--wait"
     assert options["wait"].annotation is str and options["wait"].default == "60"  # parsed by the model
     assert options["mode"].default == "a" and options["mode"].help == "Which."
+
+
+def test_eval_judge_model_reaches_the_suite_and_a_score_without_the_judge_says_unofficial(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """`--judge-model` is a suite option like `--user-model`: `off` leaves τ²'s NL assertions unjudged,
+    no judge call is made, and the summary says the scores are unofficial; a judge model is asked."""
+    import ast
+    import json
+
+    from harness_opt.cli.app import run_command
+    from tests.support.loopback_llm import loopback_llm
+
+    data = REPO.parent / "shared" / "data" / "tau2"
+    if not (data / "retail" / "tasks.json").is_file():
+        pytest.fail(f"τ² retail data not found at {data}")
+
+    def respond(request: dict[str, Any], n: int) -> str:
+        model, messages = request["model"], request["messages"]
+        if model == "judge":
+            said = ast.literal_eval(messages[-1]["content"].split("expectedOutcomes:\n", 1)[1].strip())
+            met = [{"expectedOutcome": a, "reasoning": "ok", "metExpectation": True} for a in said]
+            return json.dumps({"results": met})
+        if model == "customer":
+            return "bye ###STOP###"
+        return "Hello, how can I help?"
+
+    monkeypatch.setenv("OPENAI_API_KEY", "sk-loopback")
+    seed = str(REPO / "harnesses" / "tau2-retail" / "v0001")
+    base = ["eval", seed, "--suite", str(REPO / "tasks" / "tau2-retail"), "--data", str(data),
+            "--model", "openai/agent", "--user-model", "openai/customer", "--limit", "6"]
+    with loopback_llm(respond) as server:
+        monkeypatch.setenv("OPENAI_BASE_URL", server.url)
+        assert run_command([*base, "--split", "train", "--judge-model", "off"]) == 0
+        off = " ".join(capsys.readouterr().out.split())
+        assert not server.calls("judge")
+        assert run_command([*base, "--split", "val", "--judge-model", "openai/judge"]) == 0
+        judged = capsys.readouterr().out
+        asked = len(server.calls("judge"))
+    assert "unofficial: 2 of 6 rollouts were scored without the benchmark's NL-assertion judge" in off
+    assert asked > 0 and "unofficial" not in judged

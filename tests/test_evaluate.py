@@ -127,3 +127,59 @@ def test_run_row_holds_config_and_summary(suite):
     assert rows[0]["kind"] == "eval" and rows[0]["status"] == "ok"
     config = rows[0]["config"] if isinstance(rows[0]["config"], dict) else json.loads(rows[0]["config"])
     assert config["version_hash"] == result.version_hash and config["model"] == model.model
+
+
+def test_a_failed_judge_call_is_an_infrastructure_failure_not_a_zero(suite):
+    """The judge's model refused the call: the suite turned that into a score of 0 with no error; the
+    evaluator sees the failed call in the rollout's account and reports it apart, unscored."""
+    from harness_opt.suites.judge import LLMJudge
+    from harness_opt.testing import Fail
+
+    class Judged:
+        def __init__(self, judge: LLMJudge) -> None:
+            self.judge = judge
+
+        def __getattr__(self, name: str):  # type: ignore[no-untyped-def]
+            return getattr(suite, name)
+
+        def score(self, task, output, env):  # type: ignore[no-untyped-def]
+            return self.judge(task, output)
+
+    ledger = Ledger()
+    refusing = scripted_model("judge-j", [Fail("auth")] * 10)
+    with scripted_model("agent-j", lambda m, t, p: "card_arrival") as agent, refusing as judge:
+        judged = Judged(LLMJudge("Be right.", judge.model))
+        result = evaluate(SEED, judged, EvalConfig(limit=3, model=agent.model), ledger=ledger)
+    assert {r.error for r in result.rollouts} == {"llm_error"}
+    assert all("scorer failed for good" in (r.error_detail or "") for r in result.rollouts)
+    assert result.summary.infra_failures == {"llm_error": 3} and result.summary.n_scored == 0
+    assert result.status == "degraded"
+    assert ledger.cached_rollouts([r.key for r in result.rollouts]) == {}  # retried by the next run
+
+
+def test_the_summary_scores_only_what_did_not_fail_for_infrastructure_reasons():
+    from harness_opt.evaluate.summary import summarize
+    from harness_opt.records import Rollout
+
+    def row(task: str, score: float, error: str | None = None, **extra: object) -> Rollout:
+        return Rollout(run_id="r", version_hash="v", suite="s", split="val", task_id=task, trial=0, model="m",
+                       score=score, passed=score == 1.0, error=error, **extra)  # type: ignore[arg-type]
+
+    rows = [
+        row("a", 1.0, llm_attempts=3, llm_retries=2, llm_retry_causes={"server_error": 2}, llm_calls_ok=1),
+        row("b", 0.0, "timeout", llm_attempts=1, llm_calls_ok=1),
+        row("c", 0.0, "llm_error", llm_attempts=5, llm_retry_causes={"connection_refused": 4}),
+        row("d", 0.0, "sandbox"),
+        row("e", 0.0, "context_overflow", llm_attempts=1),
+    ]
+    s = summarize(rows, max_infra_failures=0.5)
+    assert s.n_rollouts == 5 and s.n_scored == 3 and s.n_tasks == 3
+    assert s.score == pytest.approx(1 / 3) and s.pass_rate == pytest.approx(1 / 3)  # a, b, e; not c, d
+    assert s.infra_failures == {"llm_error": 1, "sandbox": 1}
+    assert s.errors == {"timeout": 1, "llm_error": 1, "sandbox": 1, "context_overflow": 1}
+    assert s.llm_attempts == 10 and s.llm_calls_ok == 2
+    assert s.llm_retries == {"server_error": 2, "connection_refused": 4}
+    assert not s.degraded and s.degraded_reason() is None  # 40% <= 50%
+    strict = summarize(rows)  # the default 5%
+    assert strict.degraded and "2 of 5 rollouts (40.0%)" in (strict.degraded_reason() or "")
+    assert strict.model_dump()["degraded"] is True and strict.model_dump()["n_infra"] == 2

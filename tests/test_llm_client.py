@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+from typing import Any
 
 import pytest
 
@@ -197,3 +198,116 @@ def test_list_models_reports_local_models_and_keys(monkeypatch: pytest.MonkeyPat
     assert rows["anthropic/claude-3-5-haiku-latest"].available
     assert not rows["openai/gpt-4o-mini"].available
     assert any(r.kind == "ollama" for r in rows.values())
+
+
+# ---------------------------------------------------------------- failures by cause, against a server
+
+
+def _server_call(server_settings: dict[str, object], text: str = "hello there", **config: object) -> Any:
+    from harness_opt.llm.client import call_account
+    from tests.support.faulty_llm import faulty_llm
+
+    async def one(client: LLMClient) -> tuple[object, object]:
+        with call_account() as account:
+            try:
+                result: object = await client.complete(_req("openai/m", text))
+            except Exception as exc:  # the test looks at what was raised
+                result = exc
+        return result, account.counts()
+
+    with faulty_llm(**server_settings) as server:
+        client = LLMClient(FAST.model_copy(update={"api_base": server.url, **config}))
+        outcome, counts = run(one(client))
+    return outcome, counts, client.stats, server
+
+
+@pytest.fixture
+def openai_key(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("OPENAI_API_KEY", "sk-test")
+
+
+@pytest.mark.usefixtures("openai_key")
+@pytest.mark.parametrize(
+    ("settings", "kind", "text"),
+    [
+        ({"context_words": 2}, "context_overflow", "prompt longer than the model's context"),
+        ({"fail_rate": 1.0, "fail_status": 400}, "bad_request", "request refused as malformed"),
+        ({"models": {"other"}}, "unknown_model", "model not found"),
+    ],
+)
+def test_permanent_failures_are_not_retried_and_are_counted_by_cause(
+    settings: dict[str, object], kind: str, text: str
+) -> None:
+    error, counts, stats, server = _server_call(settings)
+    assert isinstance(error, LLMCallError) and error.kind == kind and not error.retryable
+    assert text in str(error)
+    assert server.received == 1 and stats.attempts == 1 and stats.retries == 0  # one attempt only
+    assert stats.failures_by_cause == {kind: 1}
+    assert counts.attempts == 1 and counts.failed == {kind: 1} and counts.last_failure == kind  # type: ignore[attr-defined]
+
+
+@pytest.mark.usefixtures("openai_key")
+def test_a_refused_key_is_a_model_error_counted_as_auth() -> None:
+    error, counts, stats, server = _server_call({"api_key": "right"})
+    assert isinstance(error, ModelError) and "refused the key" in error.message
+    assert server.received == 1 and stats.failures_by_cause == {"auth": 1}
+    assert counts.failed == {"auth": 1}  # type: ignore[attr-defined]
+
+
+@pytest.mark.usefixtures("openai_key")
+def test_transient_failures_are_retried_and_every_attempt_is_counted() -> None:
+    error, counts, stats, server = _server_call({"fail_rate": 1.0, "fail_status": 429}, max_retries=3)
+    assert isinstance(error, LLMCallError) and error.kind == "rate_limit" and error.retryable
+    assert server.received == 4 == stats.attempts  # 1 + 3 retries, as the server saw them
+    assert stats.retries_by_cause == {"rate_limit": 3} and stats.failures_by_cause == {"rate_limit": 1}
+    assert counts.attempts == 4 and counts.retries == {"rate_limit": 3}  # type: ignore[attr-defined]
+
+
+@pytest.mark.usefixtures("openai_key")
+def test_a_refused_connection_is_labelled_as_such_not_as_a_server_error() -> None:
+    from tests.support.faulty_llm import faulty_llm
+
+    with faulty_llm() as server:
+        server.down()
+        client = LLMClient(FAST.model_copy(update={"api_base": server.url, "max_retries": 1}))
+        with pytest.raises(LLMCallError) as info:
+            run(client.complete(_req("openai/m")))
+    assert info.value.kind == "connection_refused"
+    said = str(info.value)
+    assert "connection refused" in said and "InternalServerError" not in said.split("(")[0]
+    assert client.stats.retries_by_cause == {"connection_refused": 1}
+
+
+@pytest.mark.usefixtures("openai_key")
+def test_the_preflight_call_is_one_request_once_per_endpoint_and_marked() -> None:
+    from harness_opt.llm.client import PREFLIGHT_HEADER
+    from tests.support.faulty_llm import faulty_llm
+
+    with faulty_llm() as server:
+        client = LLMClient(FAST.model_copy(update={"api_base": server.url}))
+        run(client.preflight("openai/m"))
+        run(client.preflight("openai/m"))
+        run(LLMClient(FAST.model_copy(update={"api_base": server.url})).preflight("openai/m"))
+    assert server.received == server.preflight == 1 and client.stats.preflight == 1
+    assert PREFLIGHT_HEADER.lower().startswith("x-harness-opt")
+
+
+@pytest.mark.usefixtures("openai_key")
+def test_the_preflight_lets_a_flaky_server_through_but_not_a_dead_one() -> None:
+    from tests.support.faulty_llm import faulty_llm
+
+    with faulty_llm(fail_rate=1.0, seed=1) as flaky:  # answers, with errors: the run's retries decide
+        run(LLMClient(FAST.model_copy(update={"api_base": flaky.url})).preflight("openai/m"))
+    assert flaky.preflight == 3
+    with faulty_llm() as dead:
+        dead.down()
+        with pytest.raises(ModelError, match="cannot reach") as info:
+            run(LLMClient(FAST.model_copy(update={"api_base": dead.url})).preflight("openai/m"))
+    assert dead.url in info.value.message and "connection refused" in info.value.message
+
+
+def test_in_process_models_need_no_preflight() -> None:
+    with scripted_model("noprobe", ["x"]) as m:
+        client = LLMClient(FAST)
+        run(client.preflight(m.model))
+    assert m.attempts == 0 and client.stats.preflight == 0

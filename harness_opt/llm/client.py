@@ -262,13 +262,15 @@ class LLMClient:
         threshold deal with a flaky server), and so is a timeout or a refusal of the probe itself
         (it proves the endpoint answers). Once per model and endpoint per process; models
         served in-process (local/, scripted/) have nothing to reach."""
-        key = (model, self.endpoint(), self.config.api_key_env or "")
-        if model.startswith(IN_PROCESS_PROVIDERS) or key in _PREFLIGHT_OK:
+        if model.startswith(IN_PROCESS_PROVIDERS):
             return
-        litellm = import_litellm()
         probe = [{"role": "user", "content": "Say OK."}]
         req = LLMRequest(model=model, messages=probe, params={"max_tokens": 1})
-        kwargs = self._call_kwargs(req)
+        kwargs = self._call_kwargs(req)  # a key variable that is not set fails here, every time
+        key = (model, self.endpoint(), self.config.api_key_env or "")
+        if key in _PREFLIGHT_OK:
+            return
+        litellm = import_litellm()
         kwargs["timeout"] = min(self.config.timeout_s, 60.0)
         kwargs["extra_headers"] = {PREFLIGHT_HEADER: "1"}
         for attempt in range(3):

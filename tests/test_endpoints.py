@@ -98,3 +98,24 @@ def test_export_refuses_a_suite_that_is_not_the_target_benchmark_before_any_eval
     assert code == 2 and "is not τ²-bench retail" in err
     assert Ledger().query("SELECT count(*) AS n FROM runs") == [{"n": 0}]
     assert not (tmp_path / "leaderboards").exists()
+
+
+def test_optimize_takes_the_suite_options_eval_takes_and_hands_them_to_the_suite(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    from harness_opt.domains.agent_harness import AgentHarnessDomain
+    from harness_opt.harness.version import HarnessVersion
+    from harness_opt.search.config import OptimizeConfig
+
+    for command in ("eval", "optimize"):
+        assert run_command([command, "--help"]) == 0
+        text = " ".join(capsys.readouterr().out.split())
+        assert all(f"{o} " in text for o in ("--user-model", "--judge-model", "--data")), command
+        assert "HARNESS_OPT_JUDGE_MODEL" in text
+    seed = REPO / "harnesses" / "tau2-retail" / "v0001"
+    config = OptimizeConfig(harness=seed, suite=Path(TAU2), model="openai/agent", judge_model="off",
+                            user_model="openai/customer", data=TAU2_DATA)
+    domain = AgentHarnessDomain()
+    domain.start(HarnessVersion.load(seed), config)
+    suite = domain.suite
+    assert (suite.judge_model, suite.user_model) == ("off", "openai/customer")  # type: ignore[attr-defined]

@@ -425,3 +425,14 @@ def test_version_row_from_a_loaded_harness_version(repo_root: Path) -> None:
     ledger.add_version(row)
     ledger.add_version(VersionRow.from_version(version))
     assert [v.hash for v in ledger.versions()] == [version.hash]
+
+
+@pytest.mark.parametrize("kind", ["llm_error", "sandbox", "scorer"])
+def test_an_infrastructure_failure_is_never_served_from_the_ledger(kind: str) -> None:
+    """A model outage, a sandbox that did not start, a scorer that crashed: none is the version's result,
+    so a re-run retries the key; a task failure (a timeout) is the version's and is reused."""
+    ledger = Ledger()
+    ledger.add_rollouts([rollout("t1", score=0.0, passed=False, error=kind),
+                         rollout("t2", score=0.0, passed=False, error="timeout")])
+    found = ledger.cached_rollouts([rollout("t1").key, rollout("t2").key])
+    assert [r.task_id for r in found.values()] == ["t2"]

@@ -4,6 +4,7 @@ keep / discard decisions on runs whose results are set by hand."""
 
 from __future__ import annotations
 
+import json
 import re
 from pathlib import Path
 
@@ -19,6 +20,7 @@ from harness_opt.domains.training_loop import (
     run_experiment,
 )
 from harness_opt.harness.version import HarnessVersion
+from harness_opt.home import home_dir
 from harness_opt.ledger import Ledger
 from harness_opt.propose.base import Proposal, ProposalInput
 from harness_opt.search.budget import Budget
@@ -294,6 +296,14 @@ def test_training_decisions_follow_the_noise_of_the_baseline_seeds(tmp_path: Pat
     assert sorted(executor.runs) == sorted(
         [("2.00", 0), ("2.00", 1), ("1.80", 0), ("1.97", 0), ("2.10", 0), ("crash", 0), ("1.97", 1)]
     )
+    # the journal has each run asked for and each result stored, once (a second optimize reuses them all)
+    journal = [
+        json.loads(line) for line in (home_dir() / "experiments" / "journal.jsonl").read_text().splitlines()
+    ]
+    assert [j["event"] for j in journal].count("run") == 7 and [j["event"] for j in journal].count(
+        "done"
+    ) == 7
+    assert len({j["key"] for j in journal}) == 7
     rows = ledger.query("SELECT status, value, memory_gb, description FROM experiments ORDER BY created")
     assert sorted(r["status"] for r in rows) == [
         "crash",
@@ -388,3 +398,74 @@ def test_optimize_on_real_runs_fills_the_ledger(tmp_path: Path) -> None:
     assert all(r["value"] is not None for r in rows if r["status"] != "crash")
     decisions = ledger.query("SELECT accepted FROM decisions WHERE run_id = ?", [result.run_id])
     assert len(decisions) == 4  # baseline, cheat, batch_half, crash
+
+
+# --------------------------------------------------------------------- GPU plumbing (no GPU here)
+
+GPU_PROBE = """
+import json, os
+print("PROBE " + json.dumps({
+    "visible": os.environ.get("CUDA_VISIBLE_DEVICES"),
+    "order": os.environ.get("CUDA_DEVICE_ORDER"),
+    "libs": sorted(os.listdir(LIB)) if os.path.isdir(LIB) else None,
+}))
+"""
+
+
+def test_the_train_box_gets_the_driver_libraries_and_the_gpu_the_executor_chose(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """What a GPU run needs, checked without one: driver libraries outside the system dirs are bound
+    (found through ldconfig's listing), CUDA_VISIBLE_DEVICES is the executor's, in nvidia-smi's order."""
+    from harness_opt.domains import training_box, training_loop
+
+    driver = tmp_path / "opt-nvidia" / "lib"
+    driver.mkdir(parents=True)
+    (driver / "libcuda.so.1").write_text("")
+    listing = (
+        f"\tlibcuda.so.1 (libc6,x86-64) => {driver}/libcuda.so.1\n"
+        "\tlibnvidia-ml.so.1 (libc6,x86-64) => /usr/lib/x86_64-linux-gnu/libnvidia-ml.so.1\n"
+        f"\tlibz.so.1 (libc6,x86-64) => {tmp_path}/libz.so.1\n"
+    )
+    assert training_box.driver_library_dirs(listing) == [
+        str(driver)
+    ]  # /usr is bound anyway; libz is not a driver
+    gpu = training_box.GpuAccess(devices=["/dev/zero"], library_dirs=[str(driver)])
+    monkeypatch.setattr(training_loop, "_host_gpus", lambda: gpu)
+    spec = _spec(tmp_path).model_copy(
+        update={"gpu": "3", "files": {"train.py": GPU_PROBE.replace("LIB", repr(str(driver)))}}
+    )
+    result = run_experiment(spec)
+    line = next(ln for ln in result.log_tail.splitlines() if ln.startswith("PROBE "))
+    seen = json.loads(line.removeprefix("PROBE "))
+    assert seen == {"visible": "3", "order": "PCI_BUS_ID", "libs": ["libcuda.so.1"]}
+
+
+def test_device_binds_and_a_read_only_root_in_the_builder(tmp_path: Path) -> None:
+    import subprocess
+    import sys
+
+    from harness_opt.runtime.sandbox import BwrapSpec, bwrap_command, minimal_env
+
+    spec = BwrapSpec(
+        env=minimal_env("/tmp"), dev_binds=[("/dev/zero", "/dev/nvidia-test0")], read_only_root=True
+    )
+    code = (
+        "import os, stat\n"
+        "dev = '/dev/nvidia-test0'\n"
+        "print(stat.S_ISCHR(os.stat(dev).st_mode), len(open(dev, 'rb').read(4)))\n"
+        "for d in ('/', '/dev', '/tmp'):\n"
+        "    try:\n"
+        "        open(os.path.join(d, 'x'), 'w').close(); print(d, 'writable')\n"
+        "    except OSError:\n"
+        "        print(d, 'read-only')\n"
+    )
+    done = subprocess.run(
+        bwrap_command(spec, [sys.executable, "-c", code]),
+        env=minimal_env("/tmp"),
+        capture_output=True,
+        text=True,
+    )
+    assert done.stdout.split("\n")[:4] == ["True 4", "/ read-only", "/dev read-only", "/tmp writable"], (
+        done.stderr
+    )

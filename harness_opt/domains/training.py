@@ -95,6 +95,8 @@ class TrainingDomain:
             run.display.eval_progress(what, done, len(specs))
 
         if todo:
+            for i in todo:
+                store.note(specs[i], "run")
             fresh = await asyncio.to_thread(executor.run, [specs[i] for i in todo], self.metric, finished)
             run.charge(executed=len(fresh))
             for i, result in zip(todo, fresh, strict=True):

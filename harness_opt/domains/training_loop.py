@@ -418,7 +418,11 @@ def experiment_spec(
 
 class ExperimentStore:
     """Finished results by the content of their spec (files, prepare.py, budget, seed, data), one JSON
-    file each under `<home>/experiments/`, written atomically the moment a run ends."""
+    file each under `<home>/experiments/`, written atomically the moment a run ends; and a journal
+    (`journal.jsonl`, append-only) of every run asked for and every result stored, so that what was
+    made, twice or cut short by a kill, can be audited afterwards."""
+
+    JOURNAL = "journal.jsonl"
 
     _WHERE = frozenset({"label", "gpu", "threads", "kill_after_s", "eval_kill_after_s"})
     """Where and how a run is placed, not what it computes."""
@@ -443,3 +447,25 @@ class ExperimentStore:
         tmp = path.with_suffix(f".{os.getpid()}.tmp")
         tmp.write_text(result.model_dump_json(), encoding="utf-8")
         tmp.replace(path)
+        self.note(spec, "done", result)
+
+    def note(
+        self, spec: ExperimentSpec, event: Literal["run", "done"], result: ExperimentResult | None = None
+    ) -> None:
+        """A journal line: `run` when a run is handed to the executor, `done` when its result is stored."""
+        line: dict[str, Any] = {
+            "at": round(time.time(), 3),
+            "event": event,
+            "key": self.key(spec),
+            "label": spec.label,
+            "version_hash": spec.version_hash,
+            "seed": spec.seed,
+        }
+        if result is not None:
+            line |= {
+                "status": result.status,
+                "wall_s": round(result.wall_s, 1),
+                "isolation": result.isolation,
+            }
+        with open(self.root / self.JOURNAL, "a", encoding="utf-8") as fh:  # one short line: an atomic append
+            fh.write(json.dumps(line) + "\n")

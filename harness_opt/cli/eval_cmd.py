@@ -36,8 +36,10 @@ sealed-split consent (asking for --split test is the consent), and the cache swi
 already is."""
 
 
-def _causes(counts: dict[str, int]) -> str:
-    return ", ".join(f"{k.replace('_', ' ')} {n}" for k, n in sorted(counts.items(), key=lambda kv: -kv[1]))
+def _causes(counts: dict[str, int], *, words: bool = True) -> str:
+    """'server error 90, connection refused 79' (causes in words), or 'llm_error 19' (error kinds)."""
+    ordered = sorted(counts.items(), key=lambda kv: (-kv[1], kv[0]))
+    return ", ".join(f"{k.replace('_', ' ') if words else k} {n}" for k, n in ordered)
 
 
 def render_result(result: EvalResult, console: Console) -> None:
@@ -52,10 +54,11 @@ def render_result(result: EvalResult, console: Console) -> None:
     table.add_row("score (95% CI)", f"{s.score:.3f}  [{s.score_ci[0]:.3f}, {s.score_ci[1]:.3f}]{scored}")
     table.add_row("pass rate (95% CI)", f"{s.pass_rate:.1%}  [{s.pass_ci[0]:.1%}, {s.pass_ci[1]:.1%}]")
     table.add_row("rollouts / tasks", f"{s.n_rollouts} / {s.n_tasks}")
-    infra = f"{s.n_infra} ({s.infra_share:.1%}): {_causes(s.infra_failures)}" if s.n_infra else "none"
+    kinds = _causes(s.infra_failures, words=False)
+    infra = f"{s.n_infra} ({s.infra_share:.1%}): {kinds}" if s.n_infra else "none"
     table.add_row("infrastructure failures (not scored)", escape(infra))
     task_errors = {k: v for k, v in s.errors.items() if k not in s.infra_failures}
-    table.add_row("task failures (scored 0)", escape(_causes(task_errors) or "none"))
+    table.add_row("task failures (scored 0)", escape(_causes(task_errors, words=False) or "none"))
     table.add_row("cost", f"${s.cost_usd:.4f}")
     table.add_row("tokens in / out", f"{s.tokens_in:,} / {s.tokens_out:,}")
     table.add_row("latency p50 / p95", f"{s.latency_p50_s:.2f}s / {s.latency_p95_s:.2f}s")

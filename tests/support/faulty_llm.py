@@ -10,8 +10,9 @@ reaches it is counted (`received`), harness-opt's pre-flight requests also apart
 the others by outcome (`outcomes`), so a test can set the figures a run reports beside the
 server's own.
 
-Run it alone (`python -m tests.support.faulty_llm --fail-rate 0.3 --outage-after 10 --outage 30`)
-to point `harness-opt eval --api-base` at it by hand; it prints its counts when stopped.
+Run it alone (`python -m tests.support.faulty_llm --fail-rate 0.3 --outage-at 60 --outage 30`)
+to point `harness-opt eval --api-base` at it by hand; `GET /counts` shows its counts, and it prints
+them when stopped.
 """
 
 from __future__ import annotations
@@ -154,6 +155,9 @@ def _make_handler(state: FaultyServer, respond: Respond) -> type[BaseHTTPRequest
         def log_message(self, *args: Any) -> None:
             pass
 
+        def do_GET(self) -> None:  # GET /counts: the server's own counts, not a request it counts
+            self._send(200, state.report())
+
         def do_POST(self) -> None:
             body = json.loads(self.rfile.read(int(self.headers.get("Content-Length") or 0)) or b"{}")
             status, why = state.decide(body, self.headers)
@@ -223,10 +227,13 @@ def main() -> None:
     parser.add_argument("--port", type=int, default=0)
     parser.add_argument("--fail-rate", type=float, default=0.3)
     parser.add_argument("--outage-after", type=float, default=None, help="seconds until the outage")
+    parser.add_argument("--outage-at", type=int, default=None, help="go down at the N-th request")
     parser.add_argument("--outage", type=float, default=30.0, help="seconds the server is down")
     parser.add_argument("--seed", type=int, default=0)
     args = parser.parse_args()
-    with faulty_llm(fail_rate=args.fail_rate, seed=args.seed) as server:
+    with faulty_llm(
+        fail_rate=args.fail_rate, seed=args.seed, outage_at=args.outage_at, outage_s=args.outage
+    ) as server:
         if args.port:
             server.down()
             server.port = args.port
@@ -236,6 +243,8 @@ def main() -> None:
         if args.outage_after is not None:
             server.outage(args.outage, after=args.outage_after)
             print(f"outage of {args.outage:g} s in {args.outage_after:g} s", flush=True)
+        if args.outage_at is not None:
+            print(f"outage of {args.outage:g} s at request {args.outage_at}", flush=True)
         try:
             while True:
                 time.sleep(1)

@@ -259,17 +259,23 @@ def _knob_move(knob: Knob, current: Any, value: Any) -> Move:
 RETRY = "re-try: "
 
 
-def _op_move(op: Any) -> Move:
+def op_builder(op: Any) -> Callable[[Workspace], tuple[dict[str, str | None], list[str]] | None]:
+    """An operator as a move's build function (so it can be stacked on another move)."""
+
     def build(ws: Workspace) -> tuple[dict[str, str | None], list[str]] | None:
         proposal = op.propose(ws)
         return (proposal.edits, proposal.changes) if proposal is not None else None
 
+    return build
+
+
+def _op_move(op: Any) -> Move:
     return Move(
         key=f"op:{op.name}",
         mechanism=f"{RETRY}{op.mechanism}",
         hypothesis=f"{op.mechanism} was rejected against an earlier incumbent; the incumbent has "
         "changed since, and mechanisms interact, so it is tried once against this one.",
-        build=build,
+        build=op_builder(op),
         proposer=f"operators:{op.name}",
     )
 

@@ -92,15 +92,17 @@ class OperatorsProposer:
             fps.add(built.fp)
             out.append(night.to_proposal(built, retest=retest))
 
+        fixed: list[night.Built] = []  # every operator that applies, tried or not: combinable
         for op in self.operators:
-            if op.mechanism in tried.declined_names or f"operators:{op.name}" in tried.declined_names:
-                continue
             built = self._run(ws, op)
-            if built is not None:
+            if built is None:
+                continue
+            fixed.append(built)
+            if not {op.mechanism, f"operators:{op.name}"} & tried.declined_names:
                 counts["operators"] += 1
                 take(built)
         if self.night and len(out) < n:
-            self._night(ws, inp, tried, take, counts)
+            self._night(ws, inp, tried, take, counts, fixed)
         self.stop_reason = "" if out else self._exhausted(ws, counts)
         return out
 
@@ -117,7 +119,7 @@ class OperatorsProposer:
             key=f"op:{op.name}",
             mechanism=op.mechanism,
             hypothesis=proposal.hypothesis,
-            build=lambda _ws: None,
+            build=night.op_builder(op),
             proposer=proposal.proposer,
         )
         fp = night.fingerprint(ws, proposal.edits)
@@ -130,12 +132,13 @@ class OperatorsProposer:
         tried: night.Tried,
         take: Callable[..., None],
         counts: dict[str, int],
+        fixed: list[night.Built],
     ) -> None:
         """Re-tests of near misses, then combinations, then single moves (see `night.py`)."""
         singles = [
             b for move in night.single_moves(ws, self.operators, tried) if (b := night.build(ws, move))
         ]
-        tried_moves = tried.matching(singles)
+        tried_moves = tried.matching([*fixed, *singles])
         if inp.retest_val_limit:
             for built in night.near_misses(tried_moves):
                 if built.fp not in tried.retested:

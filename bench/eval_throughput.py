@@ -152,7 +152,9 @@ def steady_rate(done_at: list[float]) -> float:
 
 
 async def measure(
-    system: str, concurrency: int, server: LoopbackServer,
+    system: str,
+    concurrency: int,
+    server: LoopbackServer,
     body: Callable[[Callable[[], None]], Awaitable[tuple[int, int]]],
 ) -> Point:
     """Time `body(tick)`, which calls tick() per finished rollout and returns (rollouts, failures)."""
@@ -167,9 +169,15 @@ async def measure(
         rollouts, failures = await body(tick)
     wall = time.perf_counter() - t0
     return Point(
-        system=system, concurrency=concurrency, rollouts=rollouts, wall_s=wall,
-        steady_rps=steady_rate(sorted(done_at)), cpu_s=time.process_time() - cpu0,
-        children_cpu_s=children.total_s(), server_cpu_s=server.cpu_s() - srv0, failures=failures,
+        system=system,
+        concurrency=concurrency,
+        rollouts=rollouts,
+        wall_s=wall,
+        steady_rps=steady_rate(sorted(done_at)),
+        cpu_s=time.process_time() - cpu0,
+        children_cpu_s=children.total_s(),
+        server_cpu_s=server.cpu_s() - srv0,
+        failures=failures,
         load1=os.getloadavg()[0],
     )
 
@@ -211,12 +219,20 @@ async def harness_opt_eval(
     from harness_opt.llm.client import LLMConfig
 
     os.environ[API_KEY_ENV] = API_KEY
-    config = EvalConfig.model_validate({
-        "split": "val", "model": MODEL, "concurrency": concurrency, "limit": n, "llm_cache": False,
-        "reuse": False, "isolation": isolation,
-        "llm": LLMConfig.model_validate({"api_base": server.api_base, "api_key_env": API_KEY_ENV,
-                                         "cache": False}),
-    })
+    config = EvalConfig.model_validate(
+        {
+            "split": "val",
+            "model": MODEL,
+            "concurrency": concurrency,
+            "limit": n,
+            "llm_cache": False,
+            "reuse": False,
+            "isolation": isolation,
+            "llm": LLMConfig.model_validate(
+                {"api_base": server.api_base, "api_key_env": API_KEY_ENV, "cache": False}
+            ),
+        }
+    )
     notes: list[str] = []
 
     async def body(tick: Callable[[], None]) -> tuple[int, int]:
@@ -252,10 +268,24 @@ def print_table(result: dict[str, Any], target: float) -> None:
     for p in result["points"]:
         if p["system"] == "bare litellm":
             bare.setdefault(p["concurrency"], []).append(p)
-    table = Table(title=f"Evaluator throughput, {result['latency_ms']:g} ms latency, "
-                        f"{result['machine']['cpus']} CPUs")
-    for col in ("system", "conc.", "n", "rollouts/s", "steady/s", "% ideal", "vs bare",
-                "CPU ms/rollout", "children ms", "overhead ms", "server ms", "fail", "load"):
+    table = Table(
+        title=f"Evaluator throughput, {result['latency_ms']:g} ms latency, {result['machine']['cpus']} CPUs"
+    )
+    for col in (
+        "system",
+        "conc.",
+        "n",
+        "rollouts/s",
+        "steady/s",
+        "% ideal",
+        "vs bare",
+        "CPU ms/rollout",
+        "children ms",
+        "overhead ms",
+        "server ms",
+        "fail",
+        "load",
+    ):
         table.add_column(col, justify="left" if col == "system" else "right")
     for p in result["points"]:
         c, n = p["concurrency"], p["rollouts"]
@@ -269,16 +299,27 @@ def print_table(result: dict[str, Any], target: float) -> None:
             ratio = f"[{'green' if r >= target else 'red'}]{100 * r:.0f}%[/]"
             overhead = f"{1000 * (p['cpu_s'] / n - bare_cpu):.2f}"
         table.add_row(
-            p["system"], str(c), str(n), f"{p['rps']:.1f}", f"{p['steady_rps']:.1f}",
-            f"{100 * p['rps'] / ideal:.0f}%", ratio, f"{1000 * p['cpu_s'] / n:.2f}",
-            f"{1000 * p['children_cpu_s'] / n:.2f}", overhead, f"{1000 * p['server_cpu_s'] / n:.2f}",
-            str(p["failures"]), f"{p['load1']:.1f}",
+            p["system"],
+            str(c),
+            str(n),
+            f"{p['rps']:.1f}",
+            f"{p['steady_rps']:.1f}",
+            f"{100 * p['rps'] / ideal:.0f}%",
+            ratio,
+            f"{1000 * p['cpu_s'] / n:.2f}",
+            f"{1000 * p['children_cpu_s'] / n:.2f}",
+            overhead,
+            f"{1000 * p['server_cpu_s'] / n:.2f}",
+            str(p["failures"]),
+            f"{p['load1']:.1f}",
         )
     console = Console(width=max(150, Console().width))
     console.print(table)
-    console.print("CPU ms/rollout: this process (event loop, litellm, broker, ledger, traces); children "
-                  "ms: sandbox fork server + rollout children; overhead: ours minus bare, per rollout; "
-                  "server ms: the loopback server's CPU; load: 1-min load average (other work here).")
+    console.print(
+        "CPU ms/rollout: this process (event loop, litellm, broker, ledger, traces); children "
+        "ms: sandbox fork server + rollout children; overhead: ours minus bare, per rollout; "
+        "server ms: the loopback server's CPU; load: 1-min load average (other work here)."
+    )
     for p in result["points"]:
         if p.get("notes"):
             console.print(f"{p['system']} c={p['concurrency']}: {'; '.join(p['notes'])}")
@@ -324,8 +365,10 @@ def profile_harness_opt(args: argparse.Namespace, out: Path) -> dict[str, Any]:
     profiler = cProfile.Profile()
 
     async def go() -> Point:
-        with tempfile.TemporaryDirectory(prefix="harness-opt-prof-") as tmp, \
-                LoopbackServer(latency_ms) as server:
+        with (
+            tempfile.TemporaryDirectory(prefix="harness-opt-prof-") as tmp,
+            LoopbackServer(latency_ms) as server,
+        ):
             os.environ["HARNESS_OPT_HOME"] = str(Path(tmp) / "home")
             os.environ["HARNESS_OPT_TRACES"] = str(Path(tmp) / "traces")
             await harness_opt_eval(server, concurrency, 2 * concurrency, Path(tmp), args.isolation)
@@ -355,8 +398,10 @@ def profile_harness_opt(args: argparse.Namespace, out: Path) -> dict[str, Any]:
     from rich.console import Console
 
     console = Console(width=max(150, Console().width))
-    console.print(f"[bold]profile[/] harness-opt c={concurrency} n={rollouts}: {point.rps:.1f}/s under "
-                  f"cProfile, {total:.2f} s profiled own time, {1000 * total / rollouts:.2f} ms/rollout")
+    console.print(
+        f"[bold]profile[/] harness-opt c={concurrency} n={rollouts}: {point.rps:.1f}/s under "
+        f"cProfile, {total:.2f} s profiled own time, {1000 * total / rollouts:.2f} ms/rollout"
+    )
     for name, tt in shares:
         per = 1000 * tt / rollouts
         console.print(f"  {name:42s} {tt:7.2f} s  {100 * tt / total:5.1f}%  {per:6.3f} ms/rollout")
@@ -365,11 +410,16 @@ def profile_harness_opt(args: argparse.Namespace, out: Path) -> dict[str, Any]:
         cum, own = 1000 * ct / rollouts, 1000 * tt / rollouts
         console.print(f"    {where:70s} cum {cum:6.3f} ms  own {own:6.3f} ms")
     return {
-        "concurrency": concurrency, "rollouts": rollouts, "rps_under_profiler": point.rps, "pstats": str(out),
+        "concurrency": concurrency,
+        "rollouts": rollouts,
+        "rps_under_profiler": point.rps,
+        "pstats": str(out),
         "own_time_s": total,
         "buckets_ms_per_rollout": {k: 1000 * v / rollouts for k, v in shares},
-        "top_harness_opt": [{"where": w, "cum_ms": 1000 * c / rollouts, "own_ms": 1000 * t / rollouts}
-                            for c, t, w in sorted(ours, reverse=True)[:25]],
+        "top_harness_opt": [
+            {"where": w, "cum_ms": 1000 * c / rollouts, "own_ms": 1000 * t / rollouts}
+            for c, t, w in sorted(ours, reverse=True)[:25]
+        ],
     }
 
 
@@ -385,8 +435,10 @@ async def run_bench(args: argparse.Namespace) -> dict[str, Any]:
     latency_s = args.latency_ms / 1000.0
     systems = {"bare": ["bare litellm"], "ours": ["harness-opt"], "both": ["bare litellm", "harness-opt"]}
     points: list[Point] = []
-    with tempfile.TemporaryDirectory(prefix="harness-opt-bench-") as tmp, \
-            LoopbackServer(args.latency_ms) as server:
+    with (
+        tempfile.TemporaryDirectory(prefix="harness-opt-bench-") as tmp,
+        LoopbackServer(args.latency_ms) as server,
+    ):
         workdir = Path(tmp)
         # Traces, cache and ledger go to a throwaway home, never into the user's project.
         os.environ["HARNESS_OPT_HOME"] = str(workdir / "home")
@@ -406,8 +458,12 @@ async def run_bench(args: argparse.Namespace) -> dict[str, Any]:
                     else:
                         point = await harness_opt_eval(server, c, n, workdir, args.isolation)
                     points.append(point)
-                    print(f"  {system:13s} c={c:<3d} n={n:<5d} {point.rps:7.1f}/s "
-                          f"cpu {point.cpu_ms_per_rollout():.2f} ms/rollout", file=sys.stderr, flush=True)
+                    print(
+                        f"  {system:13s} c={c:<3d} n={n:<5d} {point.rps:7.1f}/s "
+                        f"cpu {point.cpu_ms_per_rollout():.2f} ms/rollout",
+                        file=sys.stderr,
+                        flush=True,
+                    )
     return {
         "bench": "eval_throughput",
         "when": datetime.now(UTC).isoformat(timespec="seconds"),
@@ -445,8 +501,12 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--concurrency", help="Comma-separated concurrency levels (default 1,8,32,64).")
     parser.add_argument("--repeat", type=int, default=1, help="Measure each point this many times.")
     parser.add_argument("--only", choices=["both", "bare", "ours"], default="both")
-    parser.add_argument("--isolation", choices=["auto", "bwrap", "unshare", "none"], default="auto",
-                        help="harness-opt's sandbox (compare bwrap with none to price the sandbox).")
+    parser.add_argument(
+        "--isolation",
+        choices=["auto", "bwrap", "unshare", "none"],
+        default="auto",
+        help="harness-opt's sandbox (compare bwrap with none to price the sandbox).",
+    )
     parser.add_argument("--quick", action="store_true", help="~1 minute: 2 s per point, concurrency 1,8,32.")
     parser.add_argument("--profile", type=int, metavar="C", help="Then cProfile ours at concurrency C.")
     parser.add_argument("--out", type=Path, default=BENCH / "out", help="Where the JSON result goes.")

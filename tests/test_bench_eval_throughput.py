@@ -40,8 +40,12 @@ def server(bench: ModuleType):
 
 
 def _post(conn: http.client.HTTPConnection, body: bytes, headers: dict[str, str] | None = None) -> dict:
-    conn.request("POST", "/v1/chat/completions", body=body,
-                 headers={"content-type": "application/json", **(headers or {})})
+    conn.request(
+        "POST",
+        "/v1/chat/completions",
+        body=body,
+        headers={"content-type": "application/json", **(headers or {})},
+    )
     response = conn.getresponse()
     assert response.status == 200
     return json.loads(response.read())
@@ -65,8 +69,13 @@ def test_server_answers_a_chat_completion_after_its_latency(server) -> None:
 def test_server_reads_chunked_bodies_and_404s_unknown_routes(server) -> None:
     conn = http.client.HTTPConnection("127.0.0.1", server.port, timeout=5)
     chunks = iter([b'{"model": "bench-model",', b' "messages": []}'])
-    conn.request("POST", "/v1/chat/completions", body=chunks, encode_chunked=True,
-                 headers={"transfer-encoding": "chunked"})
+    conn.request(
+        "POST",
+        "/v1/chat/completions",
+        body=chunks,
+        encode_chunked=True,
+        headers={"transfer-encoding": "chunked"},
+    )
     assert json.loads(conn.getresponse().read())["object"] == "chat.completion"
     conn.request("GET", "/v1/nowhere")
     response = conn.getresponse()
@@ -116,10 +125,15 @@ def test_quick_keeps_explicit_flags(bench: ModuleType) -> None:
 @pytest.mark.slow
 def test_bench_runs_end_to_end_through_the_real_evaluator(bench: ModuleType, tmp_path: Path) -> None:
     # A few rollouts per system: checks the bench still drives evaluate_async, not the figures.
-    assert bench.main(["--concurrency", "2", "--n", "6", "--n-min", "6", "--latency-ms", "5",
-                       "--out", str(tmp_path)]) == 0
+    assert (
+        bench.main(
+            ["--concurrency", "2", "--n", "6", "--n-min", "6", "--latency-ms", "5", "--out", str(tmp_path)]
+        )
+        == 0
+    )
     (out,) = tmp_path.glob("eval_throughput-*.json")
     points = json.loads(out.read_text())["points"]
     assert [(p["system"], p["rollouts"], p["failures"]) for p in points] == [
-        ("bare litellm", 6, 0), ("harness-opt", 6, 0)
+        ("bare litellm", 6, 0),
+        ("harness-opt", 6, 0),
     ]

@@ -269,8 +269,20 @@ def test_eval_judge_model_reaches_the_suite_and_a_score_without_the_judge_says_u
 
     monkeypatch.setenv("OPENAI_API_KEY", "sk-loopback")
     seed = str(REPO / "harnesses" / "tau2-retail" / "v0001")
-    base = ["eval", seed, "--suite", str(REPO / "tasks" / "tau2-retail"), "--data", str(data),
-            "--model", "openai/agent", "--user-model", "openai/customer", "--limit", "6"]
+    base = [
+        "eval",
+        seed,
+        "--suite",
+        str(REPO / "tasks" / "tau2-retail"),
+        "--data",
+        str(data),
+        "--model",
+        "openai/agent",
+        "--user-model",
+        "openai/customer",
+        "--limit",
+        "6",
+    ]
     with loopback_llm(respond) as server:
         monkeypatch.setenv("OPENAI_BASE_URL", server.url)
         assert run_command([*base, "--split", "train", "--judge-model", "off"]) == 0

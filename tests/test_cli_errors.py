@@ -189,9 +189,24 @@ def _read_only(folder: Path, args: list[str], env: dict[str, str]) -> subprocess
     bwrap = shutil.which("bwrap")
     assert bwrap, "bubblewrap is needed to make a folder read-only for root; install bubblewrap"
     return subprocess.run(
-        [bwrap, "--dev-bind", "/", "/", "--ro-bind", str(folder), str(folder), "--",
-         sys.executable, "-m", "harness_opt", *args],
-        capture_output=True, text=True, timeout=300, env={**os.environ, **env, "COLUMNS": "200"},
+        [
+            bwrap,
+            "--dev-bind",
+            "/",
+            "/",
+            "--ro-bind",
+            str(folder),
+            str(folder),
+            "--",
+            sys.executable,
+            "-m",
+            "harness_opt",
+            *args,
+        ],
+        capture_output=True,
+        text=True,
+        timeout=300,
+        env={**os.environ, **env, "COLUMNS": "200"},
     )
 
 

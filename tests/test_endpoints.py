@@ -113,8 +113,14 @@ def test_optimize_takes_the_suite_options_eval_takes_and_hands_them_to_the_suite
         assert all(f"{o} " in text for o in ("--user-model", "--judge-model", "--data")), command
         assert "HARNESS_OPT_JUDGE_MODEL" in text
     seed = REPO / "harnesses" / "tau2-retail" / "v0001"
-    config = OptimizeConfig(harness=seed, suite=Path(TAU2), model="openai/agent", judge_model="off",
-                            user_model="openai/customer", data=TAU2_DATA)
+    config = OptimizeConfig(
+        harness=seed,
+        suite=Path(TAU2),
+        model="openai/agent",
+        judge_model="off",
+        user_model="openai/customer",
+        data=TAU2_DATA,
+    )
     domain = AgentHarnessDomain()
     domain.start(HarnessVersion.load(seed), config)
     suite = domain.suite

@@ -162,8 +162,19 @@ def test_the_summary_scores_only_what_did_not_fail_for_infrastructure_reasons():
     from harness_opt.records import Rollout
 
     def row(task: str, score: float, error: str | None = None, **extra: object) -> Rollout:
-        return Rollout(run_id="r", version_hash="v", suite="s", split="val", task_id=task, trial=0, model="m",
-                       score=score, passed=score == 1.0, error=error, **extra)  # type: ignore[arg-type]
+        return Rollout(
+            run_id="r",
+            version_hash="v",
+            suite="s",
+            split="val",
+            task_id=task,
+            trial=0,
+            model="m",
+            score=score,
+            passed=score == 1.0,
+            error=error,
+            **extra,
+        )  # type: ignore[arg-type]
 
     rows = [
         row("a", 1.0, llm_attempts=3, llm_retries=2, llm_retry_causes={"server_error": 2}, llm_calls_ok=1),

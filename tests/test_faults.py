@@ -131,8 +131,22 @@ def test_the_cli_says_degraded_and_exits_3(capsys: pytest.CaptureFixture[str]) -
     from harness_opt.cli.app import run_command
 
     with faulty_llm(fail_after=4) as server:
-        args = ["eval", str(SEED), "--suite", str(SUITE), "--limit", "8", "--model", MODEL,
-                "--api-base", server.url, "--max-retries", "1", "--backoff-base-s", "0.01"]
+        args = [
+            "eval",
+            str(SEED),
+            "--suite",
+            str(SUITE),
+            "--limit",
+            "8",
+            "--model",
+            MODEL,
+            "--api-base",
+            server.url,
+            "--max-retries",
+            "1",
+            "--backoff-base-s",
+            "0.01",
+        ]
         code = run_command(args)
     out = capsys.readouterr().out
     assert code == 3, out

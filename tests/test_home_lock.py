@@ -43,8 +43,20 @@ def harness_opt(*args: str, env: dict[str, str] | None = None) -> subprocess.Pop
 
 
 def eval_args(server: FaultyServer, limit: int = 40) -> list[str]:
-    return ["eval", str(SEED), "--suite", str(SUITE), "--limit", str(limit), "--concurrency", "1",
-            "--model", MODEL, "--api-base", server.url]
+    return [
+        "eval",
+        str(SEED),
+        "--suite",
+        str(SUITE),
+        "--limit",
+        str(limit),
+        "--concurrency",
+        "1",
+        "--model",
+        MODEL,
+        "--api-base",
+        server.url,
+    ]
 
 
 def wait_for(server: FaultyServer, requests: int, proc: subprocess.Popen[str], timeout: float = 120) -> None:
@@ -78,8 +90,9 @@ def test_a_second_eval_or_optimize_on_the_same_ledger_is_refused_naming_the_firs
         assert code == 2 and len(errors) == 1, err
         assert f"another harness-opt process is writing this ledger: pid {first.pid}" in errors[0]
         assert "harness-opt eval" in errors[0] and "HARNESS_OPT_LOCK_WAIT" in errors[0]
-        optimize = harness_opt("optimize", str(SEED), "--suite", str(SUITE), "--model", MODEL, "--api-base",
-                               server.url)
+        optimize = harness_opt(
+            "optimize", str(SEED), "--suite", str(SUITE), "--model", MODEL, "--api-base", server.url
+        )
         code, _, err = finish(optimize)
         assert code == 2 and f"pid {first.pid}" in err, err
         assert first.poll() is None  # refused while the first was still writing
@@ -115,8 +128,21 @@ def test_a_signal_leaves_the_eval_interrupted_with_the_resume_hint(
 
 
 def test_an_interrupted_optimize_prints_how_to_resume_it(server: FaultyServer) -> None:
-    proc = harness_opt("optimize", str(SEED), "--suite", str(SUITE), "--model", MODEL, "--api-base",
-                       server.url, "--val-limit", "20", "--concurrency", "1", "--force")
+    proc = harness_opt(
+        "optimize",
+        str(SEED),
+        "--suite",
+        str(SUITE),
+        "--model",
+        MODEL,
+        "--api-base",
+        server.url,
+        "--val-limit",
+        "20",
+        "--concurrency",
+        "1",
+        "--force",
+    )
     wait_for(server, 6, proc)
     proc.send_signal(signal.SIGINT)
     returned, _, err = finish(proc)

@@ -29,9 +29,18 @@ def with_outage(ledger: Ledger) -> Ledger:
         for trial, error in ((0, None), (1, "llm_error" if i < 2 else "sandbox")):
             rows.append(
                 Rollout(
-                    run_id="eval-outage", version_hash=E, suite="toy", split="val", task_id=task, trial=trial,
-                    model="m", score=1.0 if error is None else 0.0, passed=error is None, error=error,
-                    trace_ref=f"toy/e.jsonl#{task}-{trial}", created=T0 + timedelta(minutes=2),
+                    run_id="eval-outage",
+                    version_hash=E,
+                    suite="toy",
+                    split="val",
+                    task_id=task,
+                    trial=trial,
+                    model="m",
+                    score=1.0 if error is None else 0.0,
+                    passed=error is None,
+                    error=error,
+                    trace_ref=f"toy/e.jsonl#{task}-{trial}",
+                    created=T0 + timedelta(minutes=2),
                 )
             )
     ledger.add_rollouts(rows)
@@ -97,6 +106,7 @@ def test_candidates_land_in_agent_vnnnn_folders_whatever_the_seed_is_called(
     (seed_dir / "harness.toml").write_text(manifest)
     seed = HarnessVersion.load(seed_dir)
     prompt = (seed_dir / "prompts" / "system.j2").read_text()
+
     def child(parent: HarnessVersion, text: str) -> HarnessVersion:
         edits = {"prompts/system.j2": prompt + text}
         return create_version(parent, edits, proposer="t", hypothesis="h", changes=[])

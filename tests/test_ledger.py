@@ -192,8 +192,14 @@ def test_rows_written_before_m007_read_back_with_no_call_accounting(tmp_path: Pa
     ledger = Ledger(path)  # applies m007
     (row,) = ledger.rollouts()
     assert (row.llm_attempts, row.llm_retries, row.llm_retry_causes, row.unofficial) == (0, 0, {}, False)
-    written = rollout("t2", llm_attempts=5, llm_retries=3, llm_retry_causes={"server_error": 2,
-                      "connection_refused": 1}, llm_calls_ok=2, unofficial=True)
+    written = rollout(
+        "t2",
+        llm_attempts=5,
+        llm_retries=3,
+        llm_retry_causes={"server_error": 2, "connection_refused": 1},
+        llm_calls_ok=2,
+        unofficial=True,
+    )
     ledger.add_rollouts([written])
     assert ledger.rollouts()[-1] == written
     assert ledger.query("SELECT pid, host FROM runs") == [{"pid": None, "host": None}]
@@ -432,7 +438,11 @@ def test_an_infrastructure_failure_is_never_served_from_the_ledger(kind: str) ->
     """A model outage, a sandbox that did not start, a scorer that crashed: none is the version's result,
     so a re-run retries the key; a task failure (a timeout) is the version's and is reused."""
     ledger = Ledger()
-    ledger.add_rollouts([rollout("t1", score=0.0, passed=False, error=kind),
-                         rollout("t2", score=0.0, passed=False, error="timeout")])
+    ledger.add_rollouts(
+        [
+            rollout("t1", score=0.0, passed=False, error=kind),
+            rollout("t2", score=0.0, passed=False, error="timeout"),
+        ]
+    )
     found = ledger.cached_rollouts([rollout("t1").key, rollout("t2").key])
     assert [r.task_id for r in found.values()] == ["t2"]

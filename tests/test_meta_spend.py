@@ -108,7 +108,9 @@ def test_the_meta_dollar_budget_stops_the_run(tmp_path: Path) -> None:
     meta = _one_good_step_agent((seed / "prompts" / "system.j2").read_text())
     with scripted_model("meta-capped", meta, cost_per_token=PRICE) as m:
         result = run_scripted(
-            seed, prompt_sensitive_responder(gold_by_text()), LLMProposer(m.model),
+            seed,
+            prompt_sensitive_responder(gold_by_text()),
+            LLMProposer(m.model),
             budget=Budget(iterations=5, meta_dollars=1e-6),
         )
     assert result.stop == "meta_dollars" and "meta-agent budget" in result.stop_reason
@@ -121,7 +123,10 @@ def meta_run(tmp_path: Path) -> tuple[Ledger, OptimizeResult, str]:
     meta = _one_good_step_agent((seed / "prompts" / "system.j2").read_text())
     with scripted_model("meta-shown", meta, cost_per_token=PRICE) as m:
         result = run_scripted(
-            seed, prompt_sensitive_responder(gold_by_text()), LLMProposer(m.model), ledger=ledger,
+            seed,
+            prompt_sensitive_responder(gold_by_text()),
+            LLMProposer(m.model),
+            ledger=ledger,
             budget=Budget(iterations=1),
         )
     return ledger, result, m.model

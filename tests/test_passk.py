@@ -12,8 +12,16 @@ from harness_opt.records import Rollout
 
 def roll(task: str, trial: int, passed: bool, error: str | None = None) -> Rollout:
     return Rollout(
-        run_id="r", version_hash="v", suite="s", split="test", task_id=task, trial=trial, model="m",
-        score=float(passed), passed=passed, error=error,
+        run_id="r",
+        version_hash="v",
+        suite="s",
+        split="test",
+        task_id=task,
+        trial=trial,
+        model="m",
+        score=float(passed),
+        passed=passed,
+        error=error,
     )
 
 

@@ -208,8 +208,11 @@ def test_each_candidate_is_told_the_mechanisms_already_proposed(tmp_path: Path) 
 
 def _venv(where: Path) -> Path:
     """A venv (no pip: fast) whose python is a symlink out of `where`, like any user's venv."""
-    subprocess.run([sys.executable, "-m", "venv", "--without-pip", "--system-site-packages", str(where)],
-                   check=True, capture_output=True)
+    subprocess.run(
+        [sys.executable, "-m", "venv", "--without-pip", "--system-site-packages", str(where)],
+        check=True,
+        capture_output=True,
+    )
     return where / "bin" / "python"
 
 
@@ -218,9 +221,11 @@ def test_agent_cli_runs_from_a_venv_and_as_a_console_script(tmp_path: Path) -> N
     assert bwrap_path() is not None, "bubblewrap must work here: the agent proposer refuses without it"
     python = _venv(tmp_path / "venv")  # under /tmp, like a CI workspace or a throwaway clone
     script = tmp_path / "fake_agent.py"
-    script.write_text("import sys\nfrom pathlib import Path\nwd = Path(sys.argv[1])\n"
-                      "(wd / 'harness/prompts/system.j2').write_text(sys.executable)\n"
-                      "(wd / 'HYPOTHESIS.md').write_text('mechanism: venv')\n")
+    script.write_text(
+        "import sys\nfrom pathlib import Path\nwd = Path(sys.argv[1])\n"
+        "(wd / 'harness/prompts/system.j2').write_text(sys.executable)\n"
+        "(wd / 'HYPOTHESIS.md').write_text('mechanism: venv')\n"
+    )
     console = tmp_path / "venv" / "bin" / "fake-agent"  # an installed CLI: a #! script in the venv
     console.write_text(f"#!{python}\n" + script.read_text())
     console.chmod(0o755)

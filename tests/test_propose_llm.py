@@ -257,9 +257,18 @@ def test_proposals_on_the_seed_harness_become_versions_and_a_broken_one_is_refus
     seed = HarnessVersion.load(tmp_path / "banking77" / "v0001")
     files = {p: b.decode() for p, b in seed.files().items()}
     prompt = files["prompts/system.j2"] + "\nIf two labels fit, prefer the more specific one.\n"
-    tools = json.dumps([{"type": "function", "function": {
-        "name": "note", "description": "Write a note.",
-        "parameters": {"type": "object", "properties": {"text": {"type": "string"}}}}}])
+    tools = json.dumps(
+        [
+            {
+                "type": "function",
+                "function": {
+                    "name": "note",
+                    "description": "Write a note.",
+                    "parameters": {"type": "object", "properties": {"text": {"type": "string"}}},
+                },
+            }
+        ]
+    )
     agent = files["agent.py"].replace(".strip()", ".strip().strip('.')")
     replies = [
         chat_reply("specificity rule", [{"path": "prompts/system.j2", "content": prompt}]),
@@ -272,10 +281,14 @@ def test_proposals_on_the_seed_harness_become_versions_and_a_broken_one_is_refus
         out = LLMProposer(meta.model, mode="single").propose(inp, 4)
     assert len(out) == 4
 
-    made = [create_version(seed, p.edits, proposer=p.proposer, hypothesis=p.hypothesis, changes=p.changes)
-            for p in out[:3]]
-    assert [v.files()[rel].decode() for v, rel in zip(made, ["prompts/system.j2", "tools.json", "agent.py"],
-                                                          strict=True)] == [prompt, tools, agent]
+    made = [
+        create_version(seed, p.edits, proposer=p.proposer, hypothesis=p.hypothesis, changes=p.changes)
+        for p in out[:3]
+    ]
+    assert [
+        v.files()[rel].decode()
+        for v, rel in zip(made, ["prompts/system.j2", "tools.json", "agent.py"], strict=True)
+    ] == [prompt, tools, agent]
     assert len({v.hash for v in [seed, *made]}) == 4
     with pytest.raises(HarnessError, match="syntax"):
         create_version(seed, out[3].edits, proposer="llm", hypothesis="x", changes=[])

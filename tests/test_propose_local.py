@@ -29,10 +29,30 @@ def test_local_meta_model_reaches_the_iteration_limit_inside_its_context(
     seed = tmp_path / "harnesses" / "banking77" / "v0001"
     shutil.copytree(REPO / "harnesses" / "banking77" / "v0001", seed)
     args = [
-        "optimize", str(seed), "--suite", str(REPO / "tasks" / "banking77"),
-        "--proposer", "llm", "--meta-model", "local/smollm2", "--proposer-mode", "tools",
-        "--iterations", "2", "--val-limit", "4", "--train-sample", "3", "--history-train", "1",
-        "--meta-steps", "2", "--skip-test", "--force", "--budget", "30m",
+        "optimize",
+        str(seed),
+        "--suite",
+        str(REPO / "tasks" / "banking77"),
+        "--proposer",
+        "llm",
+        "--meta-model",
+        "local/smollm2",
+        "--proposer-mode",
+        "tools",
+        "--iterations",
+        "2",
+        "--val-limit",
+        "4",
+        "--train-sample",
+        "3",
+        "--history-train",
+        "1",
+        "--meta-steps",
+        "2",
+        "--skip-test",
+        "--force",
+        "--budget",
+        "30m",
     ]
     out = CliRunner().invoke(app, args, env={"COLUMNS": "200"})
     assert out.exit_code == 0, out.output

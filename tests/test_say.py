@@ -118,14 +118,14 @@ def test_a_user_that_never_stops_is_cut_at_max_turns(tmp_path: Path) -> None:
     assert result.rollouts[0].error is None
 
 
-SAY_WITHOUT_USER = '''
+SAY_WITHOUT_USER = """
 def run(task, ctx):
     try:
         ctx.say("hello?")
     except Exception as exc:
         return {"error": str(exc)}
     return {"error": None}
-'''
+"""
 
 
 def test_say_in_a_suite_without_a_user_is_an_error_the_harness_can_catch(tmp_path: Path) -> None:

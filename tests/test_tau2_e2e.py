@@ -60,7 +60,10 @@ def test_embedded_agent_and_user_on_three_val_tasks(tmp_path: Path) -> None:
     version = small_seed(tmp_path)
     # No NL judge: a 135M model reading whole conversations would take too long (the score is unofficial).
     suite = load_suite(
-        REPO / "tasks" / "tau2-retail", data=str(DATA), user_model="local/smollm2", max_turns=2,
+        REPO / "tasks" / "tau2-retail",
+        data=str(DATA),
+        user_model="local/smollm2",
+        max_turns=2,
         judge_model="off",
     )
     t0 = time.monotonic()

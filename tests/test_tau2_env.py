@@ -423,8 +423,14 @@ def test_the_environment_records_the_conversation_as_tau2_messages(suite: Any) -
     products = call(env, "list_all_product_types")
     error_of(env, "get_order_details", order_id="#nope")
     roles = [(m.role, m.content is None) for m in env.messages]
-    assert roles == [("assistant", False), ("user", False), ("assistant", True), ("tool", False),
-                     ("assistant", True), ("tool", False)]
+    assert roles == [
+        ("assistant", False),
+        ("user", False),
+        ("assistant", True),
+        ("tool", False),
+        ("assistant", True),
+        ("tool", False),
+    ]
     call_message, result = env.messages[4], env.messages[5]
     assert call_message.tool_calls[0].name == "get_order_details"
     assert result.id == call_message.tool_calls[0].id
@@ -435,11 +441,15 @@ def test_the_environment_records_the_conversation_as_tau2_messages(suite: Any) -
 
 
 def test_communicate_matches_lower_cased_with_the_messages_commas_removed() -> None:
-    said = [AssistantMessage(role="assistant", content=t)
-            for t in ("Your refund is $1,234.50 in total.", "Order #W123 is DELIVERED")]
+    said = [
+        AssistantMessage(role="assistant", content=t)
+        for t in ("Your refund is $1,234.50 in total.", "Order #W123 is DELIVERED")
+    ]
     checks = tau2_reward.communicate_checks(["1234.50", "delivered", "#w123", "1,234.50"], said)
     assert [(c.info, c.met) for c in checks] == [
-        ("1234.50", True), ("delivered", True), ("#w123", True),
+        ("1234.50", True),
+        ("delivered", True),
+        ("#w123", True),
         ("1,234.50", False),  # τ² strips commas from the message only
     ]
     assert checks[3].justification == "Information '1,234.50' not communicated."
@@ -479,8 +489,11 @@ def test_nl_assertions_without_a_judge_are_left_out_and_marked_unofficial(suite:
     info = env.reward_info
     assert info.nl_assertions is None and set(info.reward_breakdown) == {"DB"}
     assert info.info["harness_opt"]["official"] is False and "UNOFFICIAL" in score.feedback
-    no_assertions = next(t for t in suite.tasks("train") if "NL_ASSERTION" in t.metadata["reward_basis"]
-                         and not t.expected.get("nl_assertions"))
+    no_assertions = next(
+        t
+        for t in suite.tasks("train")
+        if "NL_ASSERTION" in t.metadata["reward_basis"] and not t.expected.get("nl_assertions")
+    )
     plain = suite.fresh_environment()
     suite.score(no_assertions, None, plain)
     assert plain.reward_info.nl_assertions == [] and plain.reward_info.reward_breakdown["NL_ASSERTION"] == 1.0

@@ -73,8 +73,14 @@ def test_stop_reason_of_each_token() -> None:
 def fake_llm(replies: list[str], seen: list[LLMRequest]):
     async def complete(req: LLMRequest) -> LLMResult:
         seen.append(req)
-        return LLMResult(message={"role": "assistant", "content": replies[len(seen) - 1]},
-                         tokens_in=10, tokens_out=2, cost_usd=0.01, latency_s=0.5, model="fake/u")
+        return LLMResult(
+            message={"role": "assistant", "content": replies[len(seen) - 1]},
+            tokens_in=10,
+            tokens_out=2,
+            cost_usd=0.01,
+            latency_s=0.5,
+            model="fake/u",
+        )
 
     return complete
 
@@ -84,13 +90,20 @@ def test_roles_are_flipped_and_the_stop_token_ends_the_talk() -> None:
     sim = UserSimulator(SCENARIO, "G", "fake/u", fake_llm(["I need help.", "Bye ###STOP###"], seen))
 
     async def talk() -> list[Any]:
-        return [await sim.reply("Hi! How can I help you today?"), await sim.reply("Done, anything else?"),
-                await sim.reply("Hello?")]
+        return [
+            await sim.reply("Hi! How can I help you today?"),
+            await sim.reply("Done, anything else?"),
+            await sim.reply("Hello?"),
+        ]
 
     first, second, third = asyncio.run(talk())
     assert (first.content, first.done, first.stop_reason) == ("I need help.", False, None)
     assert (first.tokens_in, first.tokens_out, first.cost_usd, first.latency_s, first.model) == (
-        10, 2, 0.01, 0.5, "fake/u"
+        10,
+        2,
+        0.01,
+        0.5,
+        "fake/u",
     )
     assert second.done and second.stop_reason == "stop" and second.content == "Bye ###STOP###"
     assert third.done and third.content is None and third.tokens_in == 0  # no model call after the end
@@ -114,7 +127,10 @@ def test_max_turns_delivers_the_last_reply_then_ends() -> None:
 
     turns = asyncio.run(talk())
     assert [(t.content, t.done, t.stop_reason) for t in turns] == [
-        ("a", False, None), ("b", False, None), (None, True, "max_turns"), (None, True, "max_turns")
+        ("a", False, None),
+        ("b", False, None),
+        (None, True, "max_turns"),
+        (None, True, "max_turns"),
     ]
     assert len(seen) == 2
     with pytest.raises(ValueError):
@@ -123,8 +139,9 @@ def test_max_turns_delivers_the_last_reply_then_ends() -> None:
 
 def test_through_an_llm_client_with_a_scripted_model() -> None:
     with scripted_model("sim-user", ["Where is my order? ###OUT-OF-SCOPE###"], cost_per_token=1e-4) as model:
-        sim = UserSimulator(SCENARIO, "G", model.model, LLMClient(LLMConfig(cache=False)),
-                            params={"max_tokens": 64})
+        sim = UserSimulator(
+            SCENARIO, "G", model.model, LLMClient(LLMConfig(cache=False)), params={"max_tokens": 64}
+        )
         turn = asyncio.run(sim.reply("Hi!"))
         assert model.calls[0].params.get("max_tokens") == 64
     assert turn.done and turn.stop_reason == "out_of_scope"

@@ -243,9 +243,12 @@ def register(app: typer.Typer) -> None:
             from harness_opt.evaluate.summary import Degraded
 
             console.print(
-                Text.assemble(("DEGRADED:", "bold red"), f" {result.degraded}; its decisions were taken only "
-                              "on evaluations that were not degraded. Resume it to retry the failed "
-                              f"rollouts: harness-opt optimize ... --resume {result.run_id}"),
+                Text.assemble(
+                    ("DEGRADED:", "bold red"),
+                    f" {result.degraded}; its decisions were taken only "
+                    "on evaluations that were not degraded. Resume it to retry the failed "
+                    f"rollouts: harness-opt optimize ... --resume {result.run_id}",
+                ),
                 highlight=False,
             )
             raise Degraded(result.degraded, shown=True)

@@ -212,8 +212,15 @@ async def _score(
 
 
 def _trace(
-    run_id: str, key: RolloutKey, task: Task, result: RolloutResult, score: Score, error: str | None,
-    detail: str | None, calls: CallCounts | None = None, unofficial: bool = False,
+    run_id: str,
+    key: RolloutKey,
+    task: Task,
+    result: RolloutResult,
+    score: Score,
+    error: str | None,
+    detail: str | None,
+    calls: CallCounts | None = None,
+    unofficial: bool = False,
 ) -> Trace:
     events = list(result.events)
     if result.error:
@@ -239,8 +246,16 @@ def _trace(
 
 
 def _record(
-    writer: TraceWriter, run_id: str, key: RolloutKey, task: Task, result: RolloutResult, score: Score,
-    error: str | None, detail: str | None, calls: CallCounts, unofficial: bool = False,
+    writer: TraceWriter,
+    run_id: str,
+    key: RolloutKey,
+    task: Task,
+    result: RolloutResult,
+    score: Score,
+    error: str | None,
+    detail: str | None,
+    calls: CallCounts,
+    unofficial: bool = False,
 ) -> Rollout:
     """Write the rollout's trace line and return its ledger row. Whatever this rollout's data does to
     the trace (a value pydantic cannot serialise, a gigabyte of logs), it costs this rollout, scored 0
@@ -339,7 +354,9 @@ class _Execution:
         out: dict[RolloutKey, Rollout] = {}
         try:
             async with HarnessRunner(
-                self.version, model=self.model, isolation=self.config.isolation,
+                self.version,
+                model=self.model,
+                isolation=self.config.isolation,
                 concurrency=self.config.concurrency,
             ) as runner:
                 self.isolation = runner.isolation_label

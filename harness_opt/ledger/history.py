@@ -119,8 +119,7 @@ _SPEND_COLUMNS = (
 def version_meta_spend(ledger: Ledger, versions: list[str] | None = None) -> dict[str, MetaSpendTotal]:
     """Per version hash, what the meta-model spent on the proposals that produced it (every run)."""
     sql = (
-        f"SELECT candidate, {_SPEND_COLUMNS} FROM decisions "
-        "WHERE candidate <> '-' AND meta_model IS NOT NULL"
+        f"SELECT candidate, {_SPEND_COLUMNS} FROM decisions WHERE candidate <> '-' AND meta_model IS NOT NULL"
     )
     params: list[Any] = []
     if versions is not None:

@@ -197,8 +197,18 @@ def _aggregate(
     for (vh, m), n in infra.items():  # a version with nothing but infrastructure failures is listed too
         out.append(
             VersionAggregate(
-                version_hash=vh, model=m, n_rollouts=0, n_tasks=0, score=0.0, pass_rate=0.0, cost_usd=0.0,
-                cost_per_task=0.0, tokens_per_task=0.0, latency_s=0.0, n_errors=0, n_infra=n,
+                version_hash=vh,
+                model=m,
+                n_rollouts=0,
+                n_tasks=0,
+                score=0.0,
+                pass_rate=0.0,
+                cost_usd=0.0,
+                cost_per_task=0.0,
+                tokens_per_task=0.0,
+                latency_s=0.0,
+                n_errors=0,
+                n_infra=n,
             )
         )
     return out

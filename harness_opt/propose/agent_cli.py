@@ -229,8 +229,10 @@ class AgentCLIProposer:
         self.keep_workdir = keep_workdir
         if sandbox == "none":
             self.bwrap: str | None = None
-            log.warning("agent proposer: sandbox='none': the agent command runs WITHOUT filesystem "
-                        "isolation and could read val/test data")
+            log.warning(
+                "agent proposer: sandbox='none': the agent command runs WITHOUT filesystem "
+                "isolation and could read val/test data"
+            )
         else:
             self.bwrap = bwrap_path()
             if self.bwrap is None:
@@ -248,11 +250,17 @@ class AgentCLIProposer:
         """The proposer for a known coding-agent CLI (`presets.PRESETS`), checked before the run."""
         spec = PRESETS.get(preset)
         if spec is None:
-            raise UserError(f"unknown agent preset {preset!r}", where="--agent-preset",
-                            fix=f"use one of {', '.join(PRESETS)}")
+            raise UserError(
+                f"unknown agent preset {preset!r}",
+                where="--agent-preset",
+                fix=f"use one of {', '.join(PRESETS)}",
+            )
         if shutil.which(spec.argv[0]) is None:
-            raise UserError(f"the {preset} CLI ({spec.argv[0]}) is not installed or not on PATH",
-                            where="--agent-preset", fix=f"install it: {spec.install}")
+            raise UserError(
+                f"the {preset} CLI ({spec.argv[0]}) is not installed or not on PATH",
+                where="--agent-preset",
+                fix=f"install it: {spec.install}",
+            )
         if not any(os.environ.get(k) for k in spec.keys):
             raise UserError(
                 f"the {preset} preset needs one of {', '.join(spec.keys)} in the environment",

@@ -57,9 +57,7 @@ class CheckServer:
     """Answers `./check` from one work dir, at most `limit` times, while the agent runs (a context
     manager: the socket exists only inside the `with`)."""
 
-    def __init__(
-        self, workdir: Path, checker: Callable[[Path, str | None], CheckResult], limit: int
-    ) -> None:
+    def __init__(self, workdir: Path, checker: Callable[[Path, str | None], CheckResult], limit: int) -> None:
         self.workdir = workdir
         self.checker = checker
         self.limit = limit
@@ -132,7 +130,7 @@ class CheckServer:
         try:
             task = json.loads(request.decode("utf-8", "replace").strip() or "{}").get("task")
         except (ValueError, AttributeError):
-            return "FAIL: a request is one JSON line {\"task\": ID or null}"
+            return 'FAIL: a request is one JSON line {"task": ID or null}'
         if task is not None and not isinstance(task, str):
             return "FAIL: the task must be a train task id"
         if self.used >= self.limit:

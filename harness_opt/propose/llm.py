@@ -167,9 +167,7 @@ class LLMProposer:
 
     # ----------------------------------------------------------------------------- tools mode
 
-    def _episode(
-        self, inp: ProposalInput, avoid: list[str], index: int, meter: SpendMeter
-    ) -> Proposal | str:
+    def _episode(self, inp: ProposalInput, avoid: list[str], index: int, meter: SpendMeter) -> Proposal | str:
         workdir = Path(tempfile.mkdtemp(prefix="harness-opt-meta-"))
         try:
             write_workspace(inp, workdir)

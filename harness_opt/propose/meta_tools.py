@@ -35,22 +35,45 @@ class ToolSpec:
 
 
 TOOLS: tuple[ToolSpec, ...] = (
-    ToolSpec("list_candidates", {}, "history/INDEX.md: every candidate so far, ranked, with outcomes "
-             "and the tasks each won and lost. Start here."),
-    ToolSpec("list_dir", {"path": "a directory, e.g. history/candidates/v0002"},
-             "the files and folders in it"),
-    ToolSpec("read_file", {"path": "a file, e.g. harness/agent.py", "offset": "optional, a character "
-             "offset to continue from"}, "its text, a page at a time"),
-    ToolSpec("grep", {"pattern": "a regular expression", "path": "optional, a folder or file "
-             "(default history)"}, "matching lines as path:line: text, e.g. to find failures in the "
-             "raw train traces of earlier candidates (history/candidates/*/train/traces)"),
-    ToolSpec("write_file", {"path": "an editable file, e.g. harness/prompts/system.j2", "content":
-             "the complete new content"}, "replace (or create) the file in the candidate"),
-    ToolSpec("check", {"task_id": "optional, a train task id"}, "validate the candidate as the loop "
-             "will: it loads, then one train task runs through the real evaluator (score, raw trace)"),
-    ToolSpec("finish", {"mechanism": "short name of the one mechanism you changed", "hypothesis":
-             "why it should raise the score, 1-2 sentences"}, "hand the candidate back; call it once "
-             "you have written your change"),
+    ToolSpec(
+        "list_candidates",
+        {},
+        "history/INDEX.md: every candidate so far, ranked, with outcomes "
+        "and the tasks each won and lost. Start here.",
+    ),
+    ToolSpec(
+        "list_dir", {"path": "a directory, e.g. history/candidates/v0002"}, "the files and folders in it"
+    ),
+    ToolSpec(
+        "read_file",
+        {"path": "a file, e.g. harness/agent.py", "offset": "optional, a character offset to continue from"},
+        "its text, a page at a time",
+    ),
+    ToolSpec(
+        "grep",
+        {"pattern": "a regular expression", "path": "optional, a folder or file (default history)"},
+        "matching lines as path:line: text, e.g. to find failures in the "
+        "raw train traces of earlier candidates (history/candidates/*/train/traces)",
+    ),
+    ToolSpec(
+        "write_file",
+        {"path": "an editable file, e.g. harness/prompts/system.j2", "content": "the complete new content"},
+        "replace (or create) the file in the candidate",
+    ),
+    ToolSpec(
+        "check",
+        {"task_id": "optional, a train task id"},
+        "validate the candidate as the loop "
+        "will: it loads, then one train task runs through the real evaluator (score, raw trace)",
+    ),
+    ToolSpec(
+        "finish",
+        {
+            "mechanism": "short name of the one mechanism you changed",
+            "hypothesis": "why it should raise the score, 1-2 sentences",
+        },
+        "hand the candidate back; call it once you have written your change",
+    ),
 )
 
 
@@ -113,8 +136,9 @@ class Workbench:
         if target is None or not target.is_dir():
             return f"error: {path!r} is not a directory of the work dir"
         entries = sorted(target.iterdir())
-        lines = [f"{p.name}/" if p.is_dir() else f"{p.name} ({p.stat().st_size} bytes)"
-                 for p in entries[:200]]
+        lines = [
+            f"{p.name}/" if p.is_dir() else f"{p.name} ({p.stat().st_size} bytes)" for p in entries[:200]
+        ]
         more = f"\n[{len(entries) - 200} more]" if len(entries) > 200 else ""
         return "\n".join(lines) + more if lines else "(empty)"
 

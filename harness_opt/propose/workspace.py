@@ -215,9 +215,7 @@ def write_workspace(inp: ProposalInput, workdir: Path) -> None:
     (workdir / "current_files.md").write_text(render_files(inp.files, inp.editable), encoding="utf-8")
 
 
-def harness_edits(
-    inp: ProposalInput, workdir: Path
-) -> tuple[dict[str, str | None], list[str]]:
+def harness_edits(inp: ProposalInput, workdir: Path) -> tuple[dict[str, str | None], list[str]]:
     """The edits made under `workdir/harness` against `inp.files` (a removed file is a deletion),
     restricted to the editable files; and a note for everything dropped or ignored."""
     after, unreadable = read_tree(workdir / HARNESS_DIR)

@@ -39,8 +39,9 @@ from harness_opt.report.html_diff import diff_html, highlight_css
 from harness_opt.report.leaderboard import Leaderboard, board
 from harness_opt.report.scope import ResolvedVersion, suite_name
 
-_SCRIPT_ESCAPES = str.maketrans({"<": "\\u003c", ">": "\\u003e", "&": "\\u0026",
-                                 "\u2028": "\\u2028", "\u2029": "\\u2029"})
+_SCRIPT_ESCAPES = str.maketrans(
+    {"<": "\\u003c", ">": "\\u003e", "&": "\\u0026", "\u2028": "\\u2028", "\u2029": "\\u2029"}
+)
 
 
 def script_json(value: Any) -> str:

@@ -137,8 +137,9 @@ class Optimizer:
         if degraded is not None:  # nothing can be judged against a baseline measured through an outage
             why = f"the baseline's evaluation is degraded: {degraded}"
             self.ledger.close_running(self.run_id, "degraded", why)
-            raise Degraded(f"{why}; resume when the model is reachable: harness-opt optimize ... --resume "
-                           f"{self.run_id}")
+            raise Degraded(
+                f"{why}; resume when the model is reachable: harness-opt optimize ... --resume {self.run_id}"
+            )
         base, noise = self.rule.reference(repeats)
         run.state.noise = noise
         record = CandidateRecord(

@@ -115,12 +115,17 @@ def _tasks(rows: list[dict[str, Any]], spec: DataSpec, split_column: str | None,
             )
         columns = spec.input if spec.input is not None else [c for c in row if c not in reserved]
         task_id = str(row[spec.id]) if spec.id else f"{name}-{index:05d}"
-        tasks.append(Task(
-            id=task_id,
-            input={c: row[c] for c in columns},
-            expected=row[spec.expected] if spec.expected else None,
-            metadata={"row": index, **{k: v for k, v in row.items() if k not in (*columns, spec.expected)}},
-        ))
+        tasks.append(
+            Task(
+                id=task_id,
+                input={c: row[c] for c in columns},
+                expected=row[spec.expected] if spec.expected else None,
+                metadata={
+                    "row": index,
+                    **{k: v for k, v in row.items() if k not in (*columns, spec.expected)},
+                },
+            )
+        )
     return tasks
 
 
@@ -179,9 +184,7 @@ class DataSuite(TableSuite):
             deterministic_scorer=config.scorer.kind != "judge",
         )
         self.config = config
-        self._tools = (
-            BoundTools(path, config.tools, config.environment.timeout_s) if config.tools else None
-        )
+        self._tools = BoundTools(path, config.tools, config.environment.timeout_s) if config.tools else None
         self._state = load_function(path, config.environment.state) if config.environment.state else None
         self._predicate = (
             load_function(path, config.scorer.function)

@@ -151,16 +151,28 @@ def _check_sandbox(report: CheckReport, isolation: str, harness: Any | None) -> 
         report.add("FAIL", "sandbox", f"isolation: none usable — {exc.what}", exc.fix or "")
         return
     if warning:
-        report.add("WARN", "sandbox", f"isolation used: {mode} — {warning}",
-                   "use --isolation auto (bubblewrap) for untrusted harnesses")
+        report.add(
+            "WARN",
+            "sandbox",
+            f"isolation used: {mode} — {warning}",
+            "use --isolation auto (bubblewrap) for untrusted harnesses",
+        )
         return
     label = _sandbox_label(harness, isolation) if harness is not None else mode
     if label != mode:
-        report.add("WARN", "sandbox", f"isolation used: {label}",
-                   "allow nested user namespaces so each rollout gets its own /tmp")
+        report.add(
+            "WARN",
+            "sandbox",
+            f"isolation used: {label}",
+            "allow nested user namespaces so each rollout gets its own /tmp",
+        )
         return
-    report.add("PASS", "sandbox", f"isolation used: {label} (no network, own filesystem view, no keys, "
-                                  "no capabilities; each rollout its own /tmp, seccomp-filtered)")
+    report.add(
+        "PASS",
+        "sandbox",
+        f"isolation used: {label} (no network, own filesystem view, no keys, "
+        "no capabilities; each rollout its own /tmp, seccomp-filtered)",
+    )
 
 
 def _sandbox_label(harness: Any, isolation: str) -> str:
@@ -276,7 +288,11 @@ def _check_noise(
 
     n = QUICK_TASKS if quick else FULL_TASKS
     base = EvalConfig(
-        split="val", limit=n, model=model, isolation=isolation, llm=llm or LLMConfig()  # type: ignore[arg-type]
+        split="val",
+        limit=n,
+        model=model,
+        isolation=isolation,  # type: ignore[arg-type]
+        llm=llm or LLMConfig(),
     )
     rerun = base.model_copy(update={"trial_offset": 1, "llm_cache": False})
 

@@ -19,13 +19,19 @@ TRAIN = [
     ("please close my account and send the balance", "close_account"),
 ]
 VAL = [
-    (f"val-id-quokka-{i}", f"quartz zebra velvet lantern orbit number {i} asks plainly",
-     f"valanswer-quokka-{i}")
+    (
+        f"val-id-quokka-{i}",
+        f"quartz zebra velvet lantern orbit number {i} asks plainly",
+        f"valanswer-quokka-{i}",
+    )
     for i in range(6)
 ]
 TEST = [
-    (f"test-id-narwhal-{i}", f"obsidian walrus tundra beacon harbor number {i} asks plainly",
-     f"testanswer-narwhal-{i}")
+    (
+        f"test-id-narwhal-{i}",
+        f"obsidian walrus tundra beacon harbor number {i} asks plainly",
+        f"testanswer-narwhal-{i}",
+    )
     for i in range(6)
 ]
 PROMPT = "Classify the customer's message into one intent. Answer with the intent name only.\n"

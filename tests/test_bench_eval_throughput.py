@@ -117,9 +117,40 @@ def test_rollouts_per_point_and_steady_rate(bench: ModuleType) -> None:
 def test_quick_keeps_explicit_flags(bench: ModuleType) -> None:
     args = bench.parse_args(["--quick", "--concurrency", "4"])
     assert args.concurrency == [4] and args.seconds == 2.0
-    assert bench.parse_args([]).concurrency == [1, 8, 32, 64]
+    defaults = bench.parse_args([])
+    assert defaults.concurrency == [8, 32, 64]
+    assert defaults.systems == ["bare aiohttp", "bare openai", "bare litellm", "harness-opt"]
+    assert bench.parse_args(["--systems", "ours,litellm"]).systems == ["harness-opt", "bare litellm"]
     with pytest.raises(SystemExit):
         bench.parse_args(["--concurrency", "0"])
+    with pytest.raises(SystemExit):
+        bench.parse_args(["--systems", "ours,requests"])
+
+
+def test_ratio_is_the_share_of_the_ideal_rate(bench: ModuleType) -> None:
+    point = {"concurrency": 32, "steady_rps": 272.0, "rps": 240.0}
+    assert bench.ratio(point, 100.0) == pytest.approx(0.85)  # 272 / (32 / 0.1)
+    assert bench.ratio(point, 100.0, steady=False) == pytest.approx(0.75)
+
+
+def test_the_server_reports_its_most_requests_in_flight(bench: ModuleType) -> None:
+    import concurrent.futures
+
+    with bench.LoopbackServer(latency_ms=200) as srv:
+        assert srv.max_inflight() == 0
+        body = json.dumps({"model": "bench-model", "messages": []}).encode()
+
+        def one(_: int) -> dict:
+            conn = http.client.HTTPConnection("127.0.0.1", srv.port, timeout=5)
+            try:
+                return _post(conn, body)
+            finally:
+                conn.close()
+
+        with concurrent.futures.ThreadPoolExecutor(5) as pool:
+            list(pool.map(one, range(5)))
+        assert srv.max_inflight() == 5
+        assert srv.max_inflight() == 0  # reading resets the high-water mark
 
 
 @pytest.mark.slow
@@ -134,6 +165,9 @@ def test_bench_runs_end_to_end_through_the_real_evaluator(bench: ModuleType, tmp
     (out,) = tmp_path.glob("eval_throughput-*.json")
     points = json.loads(out.read_text())["points"]
     assert [(p["system"], p["rollouts"], p["failures"]) for p in points] == [
+        ("bare aiohttp", 6, 0),
+        ("bare openai", 6, 0),
         ("bare litellm", 6, 0),
         ("harness-opt", 6, 0),
     ]
+    assert all(p["max_inflight"] == 2 for p in points)  # every client filled its concurrency

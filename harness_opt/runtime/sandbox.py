@@ -295,12 +295,18 @@ def template_package_dirs() -> list[tuple[str, str]]:
 
 
 def runtime_spec(extra_ro: Sequence[tuple[str, str]] = ()) -> BwrapSpec:
-    """The fork server's sandbox: runtime files, jinja2, `extra_ro` (version dir, init file)."""
+    """The fork server's sandbox: runtime files, jinja2, `extra_ro` (version dir, init file).
+
+    `/` and `/dev` are remounted read-only: bubblewrap builds them as uncapped tmpfs that every rollout
+    of the fork server shares, so writable they were both a way past the `/tmp` cap and a channel
+    between rollouts. Rollouts still mount their private `/tmp` over the fork server's (a mount point).
+    """
     files = [(str(RUNTIME_DIR / name), f"{BOX_RUNTIME}/{name}") for name in BOX_FILES]
     return BwrapSpec(
         ro_binds=[*files, *template_package_dirs(), *extra_ro],
         env=minimal_env(BOX_TMP),
         as_pid_1=True,
+        read_only_root=True,
     )
 
 

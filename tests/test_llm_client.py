@@ -1,4 +1,8 @@
-"""LLMClient through the real litellm path, with the scripted provider as the model."""
+"""LLMClient with the scripted provider (litellm path) and against real servers through both paths.
+
+The tests against a server (failures by cause, retries, the pre-flight call) run once per transport:
+`litellm` and the lean OpenAI-compatible path (`llm/openai_http.py`); the scripted model is an
+in-process litellm provider, so those run on the litellm path only."""
 
 from __future__ import annotations
 
@@ -203,7 +207,15 @@ def test_list_models_reports_local_models_and_keys(monkeypatch: pytest.MonkeyPat
 # ---------------------------------------------------------------- failures by cause, against a server
 
 
-def _server_call(server_settings: dict[str, object], text: str = "hello there", **config: object) -> Any:
+@pytest.fixture(params=["litellm", "lean"])
+def path(request: pytest.FixtureRequest) -> str:
+    """The transport under test; each server test runs through both."""
+    return str(request.param)
+
+
+def _server_call(
+    server_settings: dict[str, object], text: str = "hello there", *, path: str, **config: object
+) -> Any:
     from harness_opt.llm.client import call_account
     from tests.support.faulty_llm import faulty_llm
 
@@ -216,7 +228,8 @@ def _server_call(server_settings: dict[str, object], text: str = "hello there", 
         return result, account.counts()
 
     with faulty_llm(**server_settings) as server:
-        client = LLMClient(FAST.model_copy(update={"api_base": server.url, **config}))
+        client = LLMClient(FAST.model_copy(update={"api_base": server.url, "path": path, **config}))
+        assert client.path("openai/m") == path
         outcome, counts = run(one(client))
     return outcome, counts, client.stats, server
 
@@ -236,9 +249,9 @@ def openai_key(monkeypatch: pytest.MonkeyPatch) -> None:
     ],
 )
 def test_permanent_failures_are_not_retried_and_are_counted_by_cause(
-    settings: dict[str, object], kind: str, text: str
+    settings: dict[str, object], kind: str, text: str, path: str
 ) -> None:
-    error, counts, stats, server = _server_call(settings)
+    error, counts, stats, server = _server_call(settings, path=path)
     assert isinstance(error, LLMCallError) and error.kind == kind and not error.retryable
     assert text in str(error)
     assert server.received == 1 and stats.attempts == 1 and stats.retries == 0  # one attempt only
@@ -247,16 +260,18 @@ def test_permanent_failures_are_not_retried_and_are_counted_by_cause(
 
 
 @pytest.mark.usefixtures("openai_key")
-def test_a_refused_key_is_a_model_error_counted_as_auth() -> None:
-    error, counts, stats, server = _server_call({"api_key": "right"})
+def test_a_refused_key_is_a_model_error_counted_as_auth(path: str) -> None:
+    error, counts, stats, server = _server_call({"api_key": "right"}, path=path)
     assert isinstance(error, ModelError) and "refused the key" in error.message
     assert server.received == 1 and stats.failures_by_cause == {"auth": 1}
     assert counts.failed == {"auth": 1}  # type: ignore[attr-defined]
 
 
 @pytest.mark.usefixtures("openai_key")
-def test_transient_failures_are_retried_and_every_attempt_is_counted() -> None:
-    error, counts, stats, server = _server_call({"fail_rate": 1.0, "fail_status": 429}, max_retries=3)
+def test_transient_failures_are_retried_and_every_attempt_is_counted(path: str) -> None:
+    error, counts, stats, server = _server_call(
+        {"fail_rate": 1.0, "fail_status": 429}, path=path, max_retries=3
+    )
     assert isinstance(error, LLMCallError) and error.kind == "rate_limit" and error.retryable
     assert server.received == 4 == stats.attempts  # 1 + 3 retries, as the server saw them
     assert stats.retries_by_cause == {"rate_limit": 3} and stats.failures_by_cause == {"rate_limit": 1}
@@ -264,12 +279,12 @@ def test_transient_failures_are_retried_and_every_attempt_is_counted() -> None:
 
 
 @pytest.mark.usefixtures("openai_key")
-def test_a_refused_connection_is_labelled_as_such_not_as_a_server_error() -> None:
+def test_a_refused_connection_is_labelled_as_such_not_as_a_server_error(path: str) -> None:
     from tests.support.faulty_llm import faulty_llm
 
     with faulty_llm() as server:
         server.down()
-        client = LLMClient(FAST.model_copy(update={"api_base": server.url, "max_retries": 1}))
+        client = LLMClient(FAST.model_copy(update={"api_base": server.url, "max_retries": 1, "path": path}))
         with pytest.raises(LLMCallError) as info:
             run(client.complete(_req("openai/m")))
     assert info.value.kind == "connection_refused"
@@ -279,30 +294,32 @@ def test_a_refused_connection_is_labelled_as_such_not_as_a_server_error() -> Non
 
 
 @pytest.mark.usefixtures("openai_key")
-def test_the_preflight_call_is_one_request_once_per_endpoint_and_marked() -> None:
+def test_the_preflight_call_is_one_request_once_per_endpoint_and_marked(path: str) -> None:
     from harness_opt.llm.client import PREFLIGHT_HEADER
     from tests.support.faulty_llm import faulty_llm
 
     with faulty_llm() as server:
-        client = LLMClient(FAST.model_copy(update={"api_base": server.url}))
+        config = FAST.model_copy(update={"api_base": server.url, "path": path})
+        client = LLMClient(config)
         run(client.preflight("openai/m"))
         run(client.preflight("openai/m"))
-        run(LLMClient(FAST.model_copy(update={"api_base": server.url})).preflight("openai/m"))
+        run(LLMClient(config).preflight("openai/m"))
     assert server.received == server.preflight == 1 and client.stats.preflight == 1
     assert PREFLIGHT_HEADER.lower().startswith("x-harness-opt")
 
 
 @pytest.mark.usefixtures("openai_key")
-def test_the_preflight_lets_a_flaky_server_through_but_not_a_dead_one() -> None:
+def test_the_preflight_lets_a_flaky_server_through_but_not_a_dead_one(path: str) -> None:
     from tests.support.faulty_llm import faulty_llm
 
     with faulty_llm(fail_rate=1.0, seed=1) as flaky:  # answers, with errors: the run's retries decide
-        run(LLMClient(FAST.model_copy(update={"api_base": flaky.url})).preflight("openai/m"))
+        run(LLMClient(FAST.model_copy(update={"api_base": flaky.url, "path": path})).preflight("openai/m"))
     assert flaky.preflight == 3
     with faulty_llm() as dead:
         dead.down()
         with pytest.raises(ModelError, match="cannot reach") as info:
-            run(LLMClient(FAST.model_copy(update={"api_base": dead.url})).preflight("openai/m"))
+            config = FAST.model_copy(update={"api_base": dead.url, "path": path})
+            run(LLMClient(config).preflight("openai/m"))
     assert dead.url in info.value.message and "connection refused" in info.value.message
 
 

@@ -1,4 +1,10 @@
-"""`LLMClient`: the one place harness-opt calls a model, through `litellm.acompletion`.
+"""`LLMClient`: the one place harness-opt calls a model, through litellm or the lean OpenAI path.
+
+Two transports, one client: `openai/` models sent to a configured OpenAI-compatible endpoint go
+through `openai_http.py` (one pooled aiohttp session, ~0.3 ms of CPU per call), every other model
+through `litellm.acompletion` (`openai_http.path_for` decides; `LLMConfig.path` or
+HARNESS_OPT_LLM_PATH override). Everything below is shared by both, so a request and its accounting
+are the same whichever carries it.
 
 It owns what every call needs and no harness should reimplement: retries with exponential backoff
 and jitter on transient failures (429, 5xx, timeouts, dropped or refused connections) and never on a
@@ -22,7 +28,7 @@ from collections.abc import Iterator
 from contextvars import ContextVar
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 from pydantic import BaseModel, Field
 
@@ -30,6 +36,7 @@ from harness_opt.errors import ModelError
 from harness_opt.llm.cache import CallScope, ResponseCache, current_scope
 from harness_opt.llm.failures import PERMANENT, TRANSIENT, classify, describe, root_message
 from harness_opt.llm.litellm_setup import import_litellm
+from harness_opt.llm.openai_http import Completion, OpenAIHTTP, path_for
 from harness_opt.llm.types import CallAccount, LLMRequest, LLMResult
 
 log = logging.getLogger(__name__)
@@ -50,6 +57,11 @@ class LLMConfig(BaseModel):
     )
     api_key_env: str | None = Field(
         default=None, description="Env var holding the key, if not the provider's usual."
+    )
+    path: Literal["auto", "lean", "litellm"] = Field(
+        default="auto",
+        description="Transport: auto = lean (pooled aiohttp) for openai/ models at an api_base, "
+        "litellm for the rest; HARNESS_OPT_LLM_PATH overrides.",
     )
 
 
@@ -205,6 +217,47 @@ class LLMClient:
         # Concurrent calls with one cache key make one call. Inside a rollout the key names the
         # rollout and the repeat (llm/cache.py), so k trials still make k calls.
         self._inflight: dict[str, asyncio.Lock] = {}
+        self._lean: OpenAIHTTP | None = None
+
+    def path(self, model: str) -> str:
+        """`lean` or `litellm`: the transport a call to `model` takes (see openai_http.path_for)."""
+        return path_for(model, self.config.api_base, self.config.path)
+
+    async def aclose(self) -> None:
+        """Close the lean path's connection pool of the running loop (it also closes with its loop)."""
+        if self._lean is not None:
+            await self._lean.aclose()
+
+    async def _send(self, kwargs: dict[str, Any]) -> Completion:
+        """One request through the model's transport, bounded by the timeout (the outer wait_for also
+        bounds in-process providers that ignore `timeout`)."""
+        timeout = kwargs["timeout"]
+        if path_for(kwargs["model"], self.config.api_base, self.config.path) == "lean":
+            if self._lean is None:
+                self._lean = OpenAIHTTP()
+            params = {k: v for k, v in kwargs.items() if k not in _TRANSPORT_KWARGS}
+            return await asyncio.wait_for(
+                self._lean.complete(
+                    model=kwargs["model"],
+                    messages=kwargs["messages"],
+                    tools=kwargs.get("tools"),
+                    params=params,
+                    api_base=kwargs.get("api_base"),
+                    api_key=kwargs.get("api_key"),
+                    timeout_s=timeout,
+                    extra_headers=kwargs.get("extra_headers"),
+                ),
+                timeout=timeout + 5.0,
+            )
+        litellm = import_litellm()
+        response = await asyncio.wait_for(litellm.acompletion(**kwargs), timeout=timeout + 5.0)
+        usage = getattr(response, "usage", None)
+        return Completion(
+            message_to_dict(response.choices[0].message),
+            int(getattr(usage, "prompt_tokens", 0) or 0),
+            int(getattr(usage, "completion_tokens", 0) or 0),
+            completion_cost(response),
+        )
 
     @property
     def cache(self) -> ResponseCache | None:
@@ -270,13 +323,12 @@ class LLMClient:
         key = (model, self.endpoint(), self.config.api_key_env or "")
         if key in _PREFLIGHT_OK:
             return
-        litellm = import_litellm()
         kwargs["timeout"] = min(self.config.timeout_s, 60.0)
         kwargs["extra_headers"] = {PREFLIGHT_HEADER: "1"}
         for attempt in range(3):
             self.stats.preflight += 1
             try:
-                await asyncio.wait_for(litellm.acompletion(**kwargs), timeout=kwargs["timeout"] + 5.0)
+                await self._send(kwargs)
                 break
             except Exception as error:
                 cause = classify(error)
@@ -341,7 +393,6 @@ class LLMClient:
         return kwargs
 
     async def _call_with_retries(self, req: LLMRequest) -> LLMResult:
-        litellm = import_litellm()
         kwargs = self._call_kwargs(req)
         account = _ACCOUNT.get()
         attempt = 0
@@ -351,10 +402,7 @@ class LLMClient:
             if account is not None:
                 account.attempt()
             try:
-                # The outer wait_for also bounds in-process providers that ignore `timeout`.
-                response = await asyncio.wait_for(
-                    litellm.acompletion(**kwargs), timeout=self.config.timeout_s + 5.0
-                )
+                completion = await self._send(kwargs)
             except Exception as error:
                 cause = classify(error)
                 if cause in PERMANENT or cause not in TRANSIENT or attempt >= self.config.max_retries:
@@ -375,8 +423,15 @@ class LLMClient:
                 attempt += 1
                 await asyncio.sleep(delay)
                 continue
-            latency = time.perf_counter() - started
-            result = self._to_result(req, response, latency)
+            result = LLMResult(
+                message=completion.message,
+                tokens_in=completion.tokens_in,
+                tokens_out=completion.tokens_out,
+                cost_usd=completion.cost_usd,
+                latency_s=time.perf_counter() - started,
+                cached=False,
+                model=req.model,
+            )
             self.stats.model_calls += 1
             self.stats.tokens_in += result.tokens_in
             self.stats.tokens_out += result.tokens_out
@@ -391,18 +446,11 @@ class LLMClient:
         if account is not None:
             account.fail(cause, f"{describe(cause)}: {_one_line(str(error))[:300]}")
 
-    @staticmethod
-    def _to_result(req: LLMRequest, response: Any, latency: float) -> LLMResult:
-        usage = getattr(response, "usage", None)
-        return LLMResult(
-            message=message_to_dict(response.choices[0].message),
-            tokens_in=int(getattr(usage, "prompt_tokens", 0) or 0),
-            tokens_out=int(getattr(usage, "completion_tokens", 0) or 0),
-            cost_usd=completion_cost(response),
-            latency_s=latency,
-            cached=False,
-            model=req.model,
-        )
+
+_TRANSPORT_KWARGS = frozenset(
+    {"model", "messages", "tools", "timeout", "num_retries", "api_base", "api_key", "extra_headers"}
+)
+"""`_call_kwargs` entries that are not request parameters (the lean path sends the rest as they are)."""
 
 
 _UNPRICED: set[str] = set()

@@ -16,10 +16,10 @@ from __future__ import annotations
 
 import asyncio
 import re
+import sys
 from collections.abc import Iterator
+from types import ModuleType
 from typing import Literal
-
-from harness_opt.llm.litellm_setup import import_litellm
 
 Cause = Literal[
     "connection_refused",
@@ -110,47 +110,62 @@ def _connection_types() -> tuple[type[BaseException], ...]:
     return tuple(found)
 
 
+def _loaded_litellm() -> ModuleType | None:
+    """litellm if something imported it. An error cannot be one of litellm's classes otherwise, and
+    the lean path (openai_http.py) must not pay seconds of import to classify its own errors."""
+    return sys.modules.get("litellm")
+
+
 def _timeout_types() -> tuple[type[BaseException], ...]:
     import httpx
     import openai
 
-    litellm = import_litellm()
-    return (
+    found: list[type[BaseException]] = [
         asyncio.TimeoutError,
         TimeoutError,
         httpx.TimeoutException,
         openai.APITimeoutError,
-        litellm.Timeout,
-    )
+    ]
+    litellm = _loaded_litellm()
+    if litellm is not None:
+        found.append(litellm.Timeout)
+    return tuple(found)
+
+
+def _is(error: BaseException, litellm: ModuleType | None, *names: str) -> bool:
+    """isinstance of one of litellm's exception classes (never, when litellm is not loaded)."""
+    if litellm is None:
+        return False
+    return isinstance(error, tuple(getattr(litellm, name) for name in names))
 
 
 def classify(error: BaseException) -> Cause:
     """The cause of a failed call (see the module docstring for the classes)."""
-    litellm = import_litellm()
+    litellm = _loaded_litellm()
     chain = list(exception_chain(error))
     if any(isinstance(e, ConnectionRefusedError) for e in chain):
         return "connection_refused"
     status = _status(error)
     text = " ".join(str(e) for e in chain)[:4000]
-    bad_request = isinstance(error, litellm.BadRequestError) or status in (400, 413)
+    bad_request = _is(error, litellm, "BadRequestError") or status in (400, 413)
     overflow = bad_request and _CONTEXT_OVERFLOW.search(text) is not None
-    if isinstance(error, litellm.ContextWindowExceededError) or overflow:
+    if _is(error, litellm, "ContextWindowExceededError") or overflow:
         return "context_overflow"
-    auth = isinstance(error, litellm.AuthenticationError | litellm.PermissionDeniedError)
+    auth = _is(error, litellm, "AuthenticationError", "PermissionDeniedError")
     if auth or status in (401, 403) or _MISSING_KEY_TEXT.search(text):
         return "auth"
-    if isinstance(error, litellm.NotFoundError) or status == 404:
+    if _is(error, litellm, "NotFoundError") or status == 404:
         return "unknown_model"
     if any(isinstance(e, _timeout_types()) for e in chain) or status == 408:
         return "timeout"
-    if isinstance(error, litellm.RateLimitError) or status == 429:
+    if _is(error, litellm, "RateLimitError") or status == 429:
         return "rate_limit"
     if any(isinstance(e, _connection_types()) for e in chain) or _CONNECTION_TEXT.search(text):
         return "connection"
-    if bad_request or isinstance(error, litellm.UnprocessableEntityError) or status == 422:
+    if bad_request or _is(error, litellm, "UnprocessableEntityError") or status == 422:
         return "bad_request"
-    server = (litellm.InternalServerError, litellm.ServiceUnavailableError, litellm.BadGatewayError)
-    if isinstance(error, server) or (status is not None and status >= 500):
+    server = ("InternalServerError", "ServiceUnavailableError", "BadGatewayError")
+    if _is(error, litellm, *server) or (status is not None and status >= 500):
         return "server_error"
     return "other"
 

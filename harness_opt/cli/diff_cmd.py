@@ -8,7 +8,6 @@ from typing import TYPE_CHECKING, Annotated
 import typer
 from rich.console import Console
 from rich.markup import escape
-from rich.syntax import Syntax
 from rich.table import Table
 from rich.text import Text
 
@@ -74,6 +73,8 @@ def _print_files(diff: VersionDiff, console: Console) -> None:
         elif f.summary:
             console.print(f"  {f.summary} (not shown)", highlight=False, markup=False)
         else:
+            from rich.syntax import Syntax  # pygments: only when a diff is shown
+
             console.print(Syntax(f.diff, "diff", theme="ansi_dark", word_wrap=True))
 
 

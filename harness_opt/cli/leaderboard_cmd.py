@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import json
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 from rich.console import Console
@@ -12,7 +12,9 @@ from rich.table import Table
 from rich.text import Text
 
 from harness_opt.evaluate.summary import DEFAULT_MAX_INFRA_FAILURES
-from harness_opt.report.leaderboard import Leaderboard
+
+if TYPE_CHECKING:
+    from harness_opt.report.leaderboard import Leaderboard
 
 
 def print_board(board: Leaderboard, console: Console) -> None:
@@ -30,6 +32,7 @@ def print_board(board: Leaderboard, console: Console) -> None:
         "meta spend",
         "proposer",
         "parent",
+        "sandbox",
     ):
         right = ("#", "tasks", "rollouts", "infra", "cost/task", "meta spend")
         table.add_column(col, justify="right" if col in right else "left")
@@ -49,6 +52,7 @@ def print_board(board: Leaderboard, console: Console) -> None:
             "-" if r.meta_cost_usd is None else f"${r.meta_cost_usd:.4f} {r.meta_tokens:,} tok",
             escape(r.proposer),
             escape(r.parent or "-"),
+            escape(r.isolation),
             style="bold" if r.incumbent else None,
         )
     console.print(table)

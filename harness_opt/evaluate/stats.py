@@ -3,21 +3,23 @@
 Pure functions over plain numbers. The unit of independence is the *task*: trials of one task share
 its difficulty, so intervals and tests are computed over per-task values, never over all trials as
 if they were independent (which would make every interval too narrow and every gain look real).
-Uses scipy.stats for the t and binomial distributions.
+Uses scipy.stats for the t and binomial distributions, imported on first use: the commands that
+only list runs must not pay a second of scipy import to start.
 """
 
 from __future__ import annotations
 
 import math
 from collections.abc import Mapping, Sequence
-from typing import NamedTuple
+from statistics import NormalDist
+from typing import TYPE_CHECKING, NamedTuple
 
-import numpy as np
-from scipy import stats as sps
+if TYPE_CHECKING:
+    import numpy as np
 
 
 def _z(confidence: float) -> float:
-    return float(sps.norm.ppf(0.5 + confidence / 2))
+    return NormalDist().inv_cdf(0.5 + confidence / 2)
 
 
 def wilson(k: int, n: int, confidence: float = 0.95) -> tuple[float, float]:
@@ -50,6 +52,8 @@ def mean_ci(values: Sequence[float], confidence: float = 0.95) -> tuple[float, f
     """
     if len(values) == 0:
         raise ValueError("mean_ci: no values")
+    import numpy as np
+
     arr = np.asarray(values, dtype=float)
     mean = float(arr.mean())
     n = len(arr)
@@ -58,6 +62,8 @@ def mean_ci(values: Sequence[float], confidence: float = 0.95) -> tuple[float, f
         return mean, lo, hi
     if n == 1:
         return mean, 0.0, 1.0
+    from scipy import stats as sps
+
     half = float(sps.t.ppf(0.5 + confidence / 2, n - 1)) * float(arr.std(ddof=1)) / math.sqrt(n)
     return mean, max(0.0, mean - half), min(1.0, mean + half)
 
@@ -73,6 +79,8 @@ def mean_ci_clustered(
     same report), cheap, and the percentile bootstrap under-covers at the 10-50 tasks typical here.
     Tasks with no scores are ignored.
     """
+    import numpy as np
+
     task_means = [float(np.mean(v)) for v in scores_by_task.values() if len(v) > 0]
     return mean_ci(task_means, confidence)
 
@@ -83,6 +91,8 @@ def percentile(values: Sequence[float], q: float) -> float:
         raise ValueError("percentile: no values")
     if not 0 <= q <= 100:
         raise ValueError(f"percentile: q={q} outside 0..100")
+    import numpy as np
+
     return float(np.percentile(np.asarray(values, dtype=float), q))
 
 
@@ -109,6 +119,8 @@ def _sign_test(diffs: np.ndarray) -> float:
     losses = int((diffs < 0).sum())
     if wins + losses == 0:
         return 1.0
+    from scipy import stats as sps
+
     return float(sps.binomtest(wins, wins + losses, 0.5).pvalue)
 
 
@@ -124,6 +136,9 @@ def paired_test(a: Mapping[str, float], b: Mapping[str, float], confidence: floa
     the Wald interval of the paired-proportion difference up to the t vs z quantile). Fewer than
     two common tasks: p = 1 and the widest interval, so nothing is ever accepted on one task.
     """
+    import numpy as np
+    from scipy import stats as sps
+
     common = sorted(set(a) & set(b))
     n = len(common)
     if n == 0:
@@ -176,6 +191,8 @@ def min_detectable_effect(n_tasks: int, sd: float, alpha: float = 0.05, power: f
         raise ValueError("min_detectable_effect: need at least 2 tasks")
     if sd < 0:
         raise ValueError("min_detectable_effect: sd must be >= 0")
+    from scipy import stats as sps
+
     df = n_tasks - 1
     factor = float(sps.t.ppf(1 - alpha / 2, df)) + float(sps.t.ppf(power, df))
     return factor * sd / math.sqrt(n_tasks)

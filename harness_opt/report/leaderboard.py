@@ -20,7 +20,6 @@ import math
 from pathlib import Path
 
 from pydantic import BaseModel, Field
-from scipy import stats as sps
 
 from harness_opt.evaluate.stats import wilson
 from harness_opt.evaluate.summary import DEFAULT_MAX_INFRA_FAILURES
@@ -93,6 +92,8 @@ def task_interval(
         return wilson(round(mean * n), n, confidence)
     if n == 1:
         return 0.0, 1.0
+    from scipy import stats as sps  # only for non-binary scores: listing stays fast
+
     half = float(sps.t.ppf(0.5 + confidence / 2, n - 1)) * sd / math.sqrt(n)
     return max(0.0, mean - half), min(1.0, mean + half)
 

@@ -46,9 +46,10 @@ _CHILD_ERRORS: dict[str, ErrorKind] = {
     "crash": "crash",
     "invalid_output": "invalid_output",
     "memory": "memory",
-    "sandbox": "sandbox",
 }
-"""Final messages of a child that failed on its own, and their error kinds."""
+"""Final messages of a child that failed on its own, and their error kinds. Never an infrastructure
+kind: harness code holds the channel and could send it to drop a task from its score. `sandbox` is
+believed only as the child's first frame, before it says `confined` (see `serve`)."""
 
 
 class Abort(Exception):
@@ -94,6 +95,14 @@ class RolloutSession:
 
     async def serve(self, proto: FrameProtocol) -> tuple[Any, ErrorKind | None, str | None]:
         """Answer requests until the child's final message; returns (output, error, detail)."""
+        first = await proto.recv()
+        if first is None:
+            raise EOFError
+        op = first.get("op") if isinstance(first, dict) else None
+        if op == "sandbox":  # confinement failed: no harness code has run in this child
+            return None, "sandbox", payload.cut_text(str(first.get("detail", "")), 20_000)
+        if op != "confined":
+            return None, "crash", "protocol violation: the child did not report its confinement"
         while True:
             msg = await proto.recv()
             if msg is None:

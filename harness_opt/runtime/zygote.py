@@ -16,9 +16,10 @@ Wire format
   stops answering is detected by the missing acknowledgement); `{"op": "exit", "id": n, "status": s,
   "cpu": seconds}` (the child's CPU time, setup and teardown included).
 * Rollout channel (broker <-> rollout child): a SOCK_STREAM socketpair, frames of a 4-byte big-endian
-  length then UTF-8 JSON. broker -> child first sends `{"task_id", "input"}`; then the child sends
+  length then UTF-8 JSON. broker -> child first sends `{"task_id", "input"}`; the child's first frame
+  is `confined` (or `sandbox`, when its confinement failed: the only time it may say so); then it sends
   requests (`llm`, `tool`, `say` get a reply `{"ok": bool, "value"|"error", "fatal"}`; `log` gets
-  none) and finally one of `result`, `invalid_output`, `crash`, `memory`, `sandbox`. Templates render
+  none) and finally one of `result`, `invalid_output`, `crash`, `memory`. Templates render
   in the child itself (`ctx.render`): under its own time, memory and output limits, never in the parent.
 """
 
@@ -65,6 +66,11 @@ MAX_PROCS = confine.MAX_PROCS
 def encode(msg: Any) -> bytes:
     body = json.dumps(msg, allow_nan=False, separators=(",", ":")).encode()
     return HEADER.pack(len(body)) + body
+
+
+CONFINED = encode({"op": "confined"})
+"""A rollout child's first frame once it is confined, before harness code runs: only a child that has not
+sent it may report a sandbox failure (harness code could otherwise decline a task as "infrastructure")."""
 
 
 class _BoundedText:
@@ -280,6 +286,7 @@ def _rollout_child(fd: int, workdir: str, init: dict[str, Any], run: Any, jail: 
         with contextlib.suppress(Exception):
             channel.send({"op": "sandbox", "detail": f"per-rollout confinement failed: {exc}"})
         return 0
+    channel.sock.sendall(CONFINED)
     os.environ["HOME"] = os.environ["TMPDIR"] = workdir
     captured = _BoundedText()
     sys.stdout = sys.stderr = captured

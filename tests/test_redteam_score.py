@@ -1,0 +1,85 @@
+"""Red team: a harness that fools the score instead of earning it.
+
+An infrastructure failure (`records.INFRA_ERRORS`: llm_error, sandbox, scorer) is never scored: it is
+counted apart and re-run. A harness that could report one itself would drop the tasks it is unsure of
+from its mean, up to the 5% an evaluation tolerates before it is degraded. These tests never skip.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from harness_opt.harness.manifest import RolloutLimits
+from harness_opt.records import Task, is_infra_error
+from harness_opt.runtime.session import RolloutSession
+from harness_opt.suites.base import NoTools
+from harness_opt.suites.loader import load_suite
+from tests.support.hostile import SUITE_DIR, run_attack
+
+
+@pytest.fixture(scope="module")
+def suite() -> Any:
+    return load_suite(SUITE_DIR)
+
+
+@pytest.fixture(scope="module")
+def gold(suite: Any) -> dict[str, str]:
+    return {t.input["text"]: t.expected for s in ("train", "val") for t in suite.tasks(s)}
+
+
+def test_a_harness_cannot_report_an_infrastructure_failure(
+    tmp_path: Path, suite: Any, gold: dict[str, str]
+) -> None:
+    out = run_attack("forge_infra", tmp_path, suite, gold, limit=6, concurrency=2)
+    errors = out.errors()
+    assert all(e is not None for e in errors), errors  # every rollout declined
+    assert not any(is_infra_error(e) for e in errors), errors  # ...and each is the version's failure
+    assert out.result.summary.n_scored == 6
+    assert out.result.summary.infra_failures == {}
+    assert out.result.degraded is None
+
+
+class _Frames:
+    """A child's frames as the broker's FrameProtocol would hand them over, in order."""
+
+    def __init__(self, *frames: Any) -> None:
+        self.frames = list(frames)
+        self.sent: list[bytes] = []
+
+    async def recv(self) -> Any:
+        return self.frames.pop(0) if self.frames else None
+
+    def send_raw(self, data: bytes) -> None:
+        self.sent.append(data)
+
+
+def _serve(*frames: Any) -> tuple[Any, str | None, str | None]:
+    session = RolloutSession(
+        Task(id="t1", input={"text": "x"}, expected="y"),
+        NoTools(),
+        _no_model,
+        model="scripted/none",
+        model_params={},
+        limits=RolloutLimits(),
+    )
+    return asyncio.run(session.serve(_Frames(*frames)))  # type: ignore[arg-type]
+
+
+async def _no_model(request: Any) -> Any:
+    raise AssertionError("no model call expected")
+
+
+@pytest.mark.parametrize("late", ["sandbox", "llm_error", "scorer"])
+def test_only_an_unconfined_child_may_report_a_sandbox_failure(late: str) -> None:
+    # the zygote's own report, before harness code ran: an infrastructure failure
+    assert _serve({"op": "sandbox", "detail": "mount failed"})[1:] == ("sandbox", "mount failed")
+    # the same words after the child said it is confined come from harness code: the version's failure
+    _, kind, detail = _serve({"op": "confined"}, {"op": late, "detail": "declined"})
+    assert kind == "crash" and late in str(detail)
+    # a child that skips the confinement report is not believed either
+    assert _serve({"op": "result", "output": "y"})[1] == "crash"
+    assert _serve({"op": "confined"}, {"op": "result", "output": "y"}) == ("y", None, None)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 from typing import Annotated, Any
 
 import typer
@@ -24,6 +25,26 @@ from harness_opt.records import (
 app = typer.Typer(help="Inspect rollout traces recorded by eval and optimize.", no_args_is_help=True)
 
 
+_CONTROL = re.compile("[\x00-\x08\x0b-\x1f\x7f-\x9f\u202a-\u202e\u2066-\u2069]")
+"""What a terminal acts on (C0 but tab and newline, DEL, C1 with the 8-bit CSI, bidi overrides); rich
+passes it through, and trace text is model- and harness-written."""
+
+
+def _spelled(text: str) -> str:
+    return _CONTROL.sub(lambda m: ascii(m.group())[1:-1], text)
+
+
+def _scrubbed(value: Any) -> Any:
+    """`value` (a trace as JSON data) with every control character in its strings spelled out."""
+    if isinstance(value, str):
+        return _spelled(value)
+    if isinstance(value, dict):
+        return {_scrubbed(k): _scrubbed(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_scrubbed(v) for v in value]
+    return value
+
+
 def _clip(text: str, limit: int) -> str:
     return text if len(text) <= limit or limit <= 0 else text[:limit] + f" … [{len(text) - limit} more chars]"
 
@@ -41,6 +62,7 @@ def _content(message: dict[str, Any]) -> str:
 
 def render_trace(trace: Trace, console: Console, width: int = 2000) -> None:
     """Show a trace as a conversation: each model call with the messages it added, then tools and output."""
+    trace = Trace.model_validate(_scrubbed(trace.model_dump(mode="json")))
     k = trace.key
     verdict = "[green]PASS[/]" if trace.passed else "[red]FAIL[/]"
     header = (
@@ -149,5 +171,5 @@ def list_traces(
         if failed and r.passed:
             continue
         cells = (r.task_id, str(r.trial), f"{r.score:.2f}", r.error or "", _clip(r.feedback, 80))
-        table.add_row(*(Text(c) for c in cells))
+        table.add_row(*(Text(_spelled(c)) for c in cells))
     Console().print(table)

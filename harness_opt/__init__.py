@@ -16,7 +16,7 @@ __version__ = "0.1.0"
 _LAZY = {
     "evaluate": "harness_opt.evaluate.evaluator",
     "evaluate_async": "harness_opt.evaluate.evaluator",
-    "EvalConfig": "harness_opt.evaluate.evaluator",
+    "EvalConfig": "harness_opt.evaluate.config",
     "EvalResult": "harness_opt.evaluate.evaluator",
     "HarnessVersion": "harness_opt.harness.version",
     "load_suite": "harness_opt.suites.loader",

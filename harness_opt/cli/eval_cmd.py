@@ -25,7 +25,7 @@ from harness_opt.cli.suite_options import (
     UserModelOption,
     load_suite_with_options,
 )
-from harness_opt.evaluate.evaluator import EvalConfig
+from harness_opt.evaluate.config import EvalConfig
 
 if TYPE_CHECKING:
     from harness_opt.evaluate.evaluator import EvalResult

@@ -22,13 +22,14 @@ import time
 from collections.abc import Callable
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Any
 
 from pydantic import BaseModel, Field
 
 from harness_opt.errors import SuiteError, UserError
+from harness_opt.evaluate.config import EvalConfig
 from harness_opt.evaluate.outcome import Requests, apply_call_rule, unofficial
-from harness_opt.evaluate.summary import DEFAULT_MAX_INFRA_FAILURES, EvalSummary, summarize
+from harness_opt.evaluate.summary import EvalSummary, summarize
 from harness_opt.evaluate.tracestore import TraceWriter, iter_traces, trace_path
 from harness_opt.harness.version import HarnessVersion
 from harness_opt.home import traces_dir
@@ -36,7 +37,7 @@ from harness_opt.ledger import Ledger, VersionRow
 from harness_opt.ledger.writer import run_guard, writer_lock
 from harness_opt.llm.cache import rollout_scope
 from harness_opt.llm.catalog import validate_model
-from harness_opt.llm.client import LLMCallError, LLMClient, LLMConfig, call_account
+from harness_opt.llm.client import LLMCallError, LLMClient, call_account
 from harness_opt.llm.types import LLMRequest, LLMResult
 from harness_opt.records import (
     CallCounts,
@@ -54,29 +55,8 @@ from harness_opt.runtime.sandbox import resolve_isolation
 from harness_opt.suites.base import Suite
 from harness_opt.suites.loader import load_suite
 
-
-class EvalConfig(BaseModel):
-    """How to evaluate. Every field is also a CLI option (and a HARNESS_OPT_* env var)."""
-
-    split: str = Field(default="val", description="train, val or test (test only when allow_test).")
-    trials: int = Field(default=1, ge=1, description="Rollouts per task (k of pass^k).")
-    model: str | None = Field(default=None, description="litellm model string; default: harness.toml.")
-    concurrency: int = Field(default=4, ge=1, le=512, description="Rollouts in flight at once.")
-    limit: int | None = Field(default=None, ge=1, description="First N tasks of the split only.")
-    task_ids: list[str] | None = Field(default=None, description="Only these tasks (after limit).")
-    trial_offset: int = Field(default=0, ge=0, description="Trials are numbered from here (noise reruns).")
-    isolation: Literal["auto", "bwrap", "unshare", "none"] = "auto"
-    llm_cache: bool = Field(default=True, description="Serve deterministic model calls from disk.")
-    reuse: bool = Field(default=True, description="Serve already-evaluated rollouts from the ledger.")
-    allow_test: bool = Field(default=False, description="The sealed test split needs explicit consent.")
-    max_infra_failures: float = Field(
-        default=DEFAULT_MAX_INFRA_FAILURES,
-        ge=0,
-        le=1,
-        description="Share of rollouts that may fail for infrastructure reasons (llm_error, sandbox, "
-        "scorer) before the evaluation is degraded (status degraded, exit code 3).",
-    )
-    llm: LLMConfig = Field(default_factory=LLMConfig)
+if TYPE_CHECKING:
+    from harness_opt.evaluate.ray_rollouts import RayRolloutRunner
 
 
 class EvalResult(BaseModel):
@@ -295,7 +275,12 @@ async def evaluate_async(
         tasks = [t for t in tasks if t.id in wanted]
     if not tasks:
         raise UserError(f"split '{config.split}' of {suite_obj.name} has no tasks")
-    resolve_isolation(config.isolation)  # refuses (SandboxError) before a run row exists
+    if config.executor == "ray":  # a cluster that cannot be reached is refused before a run row exists
+        from harness_opt.evaluate.ray_rollouts import connect
+
+        connect(config.address, config.llm.api_key_env)  # (its nodes check their own sandbox)
+    else:
+        resolve_isolation(config.isolation)  # refuses (SandboxError) before a run row exists
     ledger = ledger or Ledger()
     run_id = run_id or new_run_id(kind)
     guard = writer_lock(ledger.path, f"{kind} {run_id}") if record_run else contextlib.nullcontext()
@@ -353,12 +338,7 @@ class _Execution:
         sem = asyncio.Semaphore(self.config.concurrency)
         out: dict[RolloutKey, Rollout] = {}
         try:
-            async with HarnessRunner(
-                self.version,
-                model=self.model,
-                isolation=self.config.isolation,
-                concurrency=self.config.concurrency,
-            ) as runner:
+            async with self._runner() as runner:
                 self.isolation = runner.isolation_label
                 await asyncio.to_thread(self.ledger.record_isolation, self.run_id, self.isolation)
                 if getattr(runner, "warning", None):
@@ -380,7 +360,29 @@ class _Execution:
             writer.close()
         return out
 
-    async def _one(self, runner: HarnessRunner, writer: TraceWriter, task: Task, key: RolloutKey) -> Rollout:
+    def _runner(self) -> HarnessRunner | RayRolloutRunner:
+        """Where the rollouts run: this machine's sandbox, or the same sandbox on Ray's nodes."""
+        if self.config.executor == "ray":
+            from harness_opt.evaluate.ray_rollouts import RayRolloutRunner
+
+            return RayRolloutRunner(
+                self.version,
+                model=self.model,
+                isolation=self.config.isolation,
+                concurrency=self.config.concurrency,
+                address=self.config.address,
+                api_key_env=self.config.llm.api_key_env,
+            )
+        return HarnessRunner(
+            self.version,
+            model=self.model,
+            isolation=self.config.isolation,
+            concurrency=self.config.concurrency,
+        )
+
+    async def _one(
+        self, runner: HarnessRunner | RayRolloutRunner, writer: TraceWriter, task: Task, key: RolloutKey
+    ) -> Rollout:
         agent_failure: list[str] = []
 
         async def agent_llm(req: LLMRequest) -> LLMResult:

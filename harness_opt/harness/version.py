@@ -9,7 +9,9 @@ from __future__ import annotations
 
 import hashlib
 import json
+import os
 import re
+import stat
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
@@ -31,6 +33,8 @@ TEMPLATE_SUFFIX = ".j2"
 _IGNORED_DIRS = frozenset({"__pycache__", ".mypy_cache", ".pytest_cache", ".ruff_cache"})
 _IGNORED_FILES = frozenset({".DS_Store"})
 _IGNORED_SUFFIXES = (".pyc", ".pyo")
+MAX_VERSION_BYTES = 64 * 2**20
+"""All files of a version together: the parent holds them in memory, hashes and scans them."""
 _ENTRYPOINT = re.compile(r"^(?P<file>[A-Za-z0-9_./-]+\.py):(?P<func>[A-Za-z_][A-Za-z0-9_]*)$")
 
 
@@ -43,9 +47,31 @@ def is_ignored(rel: PurePosixPath) -> bool:
     )
 
 
+def _read_regular(path: Path, limit: int) -> bytes | None:
+    """A regular file's bytes, None when it holds more than `limit`; never waits on a pipe."""
+    fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK)
+    try:
+        info = os.fstat(fd)
+        if not stat.S_ISREG(info.st_mode):
+            raise OSError("not a regular file")
+        if info.st_size > limit:  # a sparse file of many GiB costs nothing on disk: never read it
+            return None
+        chunks, left = [], limit + 1
+        while left > 0 and (chunk := os.read(fd, min(left, 1 << 20))):
+            chunks.append(chunk)
+            left -= len(chunk)
+        data = b"".join(chunks)
+        return None if len(data) > limit else data
+    finally:
+        os.close(fd)
+
+
 def read_files(root: Path) -> dict[str, bytes]:
-    """Every file of a version directory by relative POSIX path, sorted; symlinks are refused."""
+    """Every file of a version directory by relative POSIX path, sorted; symlinks are refused, and so
+    are pipes, sockets and devices (reading a pipe waits forever) and a version over MAX_VERSION_BYTES
+    (it is read into memory whole, before any sandbox exists)."""
     out: dict[str, bytes] = {}
+    total = 0
     for path in sorted(root.rglob("*")):
         rel = PurePosixPath(path.relative_to(root).as_posix())
         if is_ignored(rel) or (path.is_dir() and not path.is_symlink()):
@@ -56,7 +82,22 @@ def read_files(root: Path) -> dict[str, bytes]:
                 where=str(path),
                 fix="replace the link with a copy of the file",
             )
-        out[str(rel)] = path.read_bytes()
+        try:
+            data = _read_regular(path, MAX_VERSION_BYTES - total)
+        except OSError as exc:
+            raise HarnessError(
+                f"not a regular file that can be read ({exc.strerror or exc})",
+                where=str(path),
+                fix="a version holds regular files only: remove it or replace it with a copy",
+            ) from None
+        if data is None:
+            raise HarnessError(
+                f"the version's files add up to more than {MAX_VERSION_BYTES // 2**20} MiB",
+                where=str(path),
+                fix="keep large data outside the version (a suite's data folder)",
+            )
+        total += len(data)
+        out[str(rel)] = data
     return out
 
 
@@ -120,10 +161,10 @@ class HarnessVersion:
                 where=str(path),
                 fix="pass a directory like harnesses/<agent>/v0001 or a spec like <agent>@v1",
             )
+        files = read_files(root)  # first: refuses pipes and oversized files before anything reads them
         with nesting_guard(str(root / MANIFEST_FILE)):
             manifest = load_manifest(root / MANIFEST_FILE)
         entry_file, entry_function = parse_entrypoint(manifest.runtime.entrypoint, str(root / MANIFEST_FILE))
-        files = read_files(root)
 
         with nesting_guard(str(root / TOOLS_FILE)):
             tools = load_tools(root / TOOLS_FILE)

@@ -24,8 +24,17 @@ from harness_opt.evaluate.evaluator import EvalConfig, EvalResult, evaluate
 from harness_opt.evaluate.tracestore import read_trace
 from harness_opt.ledger import Ledger
 from harness_opt.llm.client import LLMConfig
+from harness_opt.propose.base import Proposal
+from harness_opt.search.budget import Budget
 from harness_opt.suites.loader import load_suite
 from harness_opt.testing import scripted_model
+from tests.support.optimize import (
+    MARKER,
+    ScriptedProposer,
+    gold_by_text,
+    prompt_sensitive_responder,
+    run_scripted,
+)
 
 REPO = Path(__file__).resolve().parents[1]
 CHATTY = REPO / "tests" / "fixtures" / "suites" / "chatty"
@@ -182,3 +191,31 @@ def test_a_bad_address_is_one_error_line(
     assert code == 2 and err.startswith("error:") and "--address" in err and "Traceback" not in err
     assert len(err.strip().splitlines()) == 1, err
     assert not ray.is_initialized()
+
+
+def test_optimize_on_ray_keeps_the_real_gain(seed_copy: Path, keys_here: None) -> None:
+    """optimize --executor ray: every evaluation of the loop (baseline, noise, candidates) on Ray."""
+    gold = gold_by_text()
+    system = (seed_copy / "prompts" / "system.j2").read_text()
+    gain = Proposal(
+        proposer="scripted",
+        mechanism="think-first",
+        hypothesis="asking to think helps",
+        edits={"prompts/system.j2": MARKER + "\n" + system},
+    )
+    ledger = Ledger()
+    result = run_scripted(
+        seed_copy,
+        prompt_sensitive_responder(gold),
+        ScriptedProposer([[gain]]),
+        ledger=ledger,
+        executor="ray",
+        budget=Budget(iterations=2),
+    )
+    assert [(c.mechanism, c.outcome) for c in result.candidates] == [
+        ("baseline", "baseline"),
+        ("think-first", "accepted"),
+    ]
+    assert result.baseline_val.score == 0.0 and result.best_val.score == 1.0
+    (run,) = ledger.query("SELECT isolation FROM runs WHERE run_id = ?", [result.run_id])
+    assert "ray: 2 hosts" in run["isolation"] and run["isolation"].startswith("bwrap"), run

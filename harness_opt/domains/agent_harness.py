@@ -125,6 +125,8 @@ class AgentHarnessDomain:
             llm_cache=llm_cache,
             allow_test=(split == "test"),
             max_infra_failures=cfg.max_infra_failures,
+            executor=cfg.executor,
+            address=cfg.address,
             llm=cfg.llm,
         )
         started = time.monotonic()

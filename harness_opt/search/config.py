@@ -131,9 +131,15 @@ class OptimizeConfig(BaseModel):
         "proposers; acceptance is still decided on the suite.",
     )
     executor: Literal["local", "ray"] = Field(
-        default="local", description="Training domain: where runs go (local GPUs/CPU, or Ray)."
+        default="local",
+        description="Where rollouts (agent harness: sandboxed on each node, keys and ledger here) or "
+        "training runs (local GPUs/CPU) go: here, or on a Ray cluster.",
     )
-    address: str | None = Field(default=None, description="Ray cluster address for --executor ray.")
+    address: str | None = Field(
+        default=None,
+        description="Ray cluster for --executor ray: host:port of its head, or auto on one of its "
+        "nodes; default: a Ray started on this machine (agent harness) or auto (training).",
+    )
     llm: LLMConfig = Field(
         default_factory=LLMConfig, description="How task-model calls are made (timeouts, endpoint)."
     )

@@ -85,22 +85,16 @@ def _ray_run(spec_json: dict[str, Any], metric: str) -> dict[str, Any]:
 
 
 class RayExecutor:
-    """Runs a wave as Ray tasks. `address=None` joins an already initialised Ray (tests), "auto" or
-    "ray://host:port" connects to a cluster."""
+    """Runs a wave as Ray tasks. An already initialised Ray is used as it is (tests); otherwise
+    `address` (default "auto": the cluster this node belongs to; or host:port) is joined."""
 
     name = "ray"
 
     def __init__(self, address: str | None = None, parallel: int = 1) -> None:
-        try:
-            import ray
-        except ImportError:
-            raise UserError(
-                "the Ray executor needs the ray package",
-                fix="pip install 'harness-opt[training]' (or pip install ray)",
-            ) from None
-        self.ray = ray
-        if not ray.is_initialized():
-            ray.init(address=address or "auto", include_dashboard=False, log_to_driver=False)
+        from harness_opt.evaluate.ray_rollouts import connect
+
+        # one error line for a cluster that cannot be reached (or no ray package), as for eval
+        self.ray = ray = connect(address or "auto")
         resources = ray.cluster_resources()
         n_gpu = int(resources.get("GPU", 0))
         self.has_gpu = n_gpu > 0

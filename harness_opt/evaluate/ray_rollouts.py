@@ -88,7 +88,7 @@ def connect(address: str | None, api_key_env: str | None = None) -> ModuleType:
         return ray
     fix = (
         "start a cluster with `ray start --head` and pass the address it prints (host:6379), "
-        "`auto` on one of its nodes, or leave --address out for a Ray on this machine"
+        "or `auto` on one of its nodes"
     )
     if address not in (None, "auto", "local"):
         why = _reachable(address)

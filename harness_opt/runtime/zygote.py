@@ -492,6 +492,7 @@ def main(argv: list[str]) -> int:
     finally:
         sys.stdout, sys.stderr = real_out, real_err
     _sweep_import_leftovers()
+    confine.privatize_shared_memory()  # memory agent.py mapped shared must not be shared by rollouts
     zygote.send(
         {
             "op": "ready",

@@ -28,6 +28,11 @@ PROCESS_CALLS = {
 PROCESS_PREFIXES = ("os.exec", "os.spawn")
 ENV_ATTRS = {"os.environ", "os.environb", "os.getenv", "os.getenvb", "os.putenv"}
 ESCAPE_MODULES = {"ctypes", "cffi", "importlib", "gc", "inspect"}
+SANDBOX_MODULES = {"confine", "zygote", "harness_opt"}
+"""The sandbox's own code: agent.py is imported in the fork server, where `confine` and `zygote` are
+already loaded, and patching them there turns off every rollout's confinement."""
+TERMINAL = re.compile("[\x1b\x9b\x9d\u202a-\u202e\u2066-\u2069]")
+"""ESC, the 8-bit CSI/OSC and bidi overrides: text that drives a terminal or reorders what it shows."""
 DYNAMIC_CALLS = {"eval", "exec", "compile", "__import__"}
 CTX_METHODS = ("llm", "call_tool", "log", "render", "say")
 _ALLOWED_ABSOLUTE = ("/harness", "/scratch")
@@ -93,7 +98,9 @@ def _imports(node: ast.Import | ast.ImportFrom, out: _Hits) -> None:
         full = f"{base}.{alias.name}" if base else alias.name
         out.aliases[alias.asname or alias.name.split(".")[0]] = full if base else alias.name
         mod = base or alias.name
-        if _root(mod) in NETWORK_MODULES:
+        if _root(mod) in SANDBOX_MODULES:
+            out.add("sandbox-tamper", node, f"imports {full}, the sandbox's own code")
+        elif _root(mod) in NETWORK_MODULES:
             out.add("network", node, f"imports {full}")
         elif _root(mod) in PROCESS_MODULES or mod in PROCESS_MODULES:
             out.add("process", node, f"imports {full}")
@@ -156,6 +163,10 @@ def check_code(tree: ast.AST) -> list[CodeHit]:
             _assign(node, out)
         elif isinstance(node, ast.Constant) and isinstance(node.value, str) and _path_like(node.value):
             out.add("file", node, f"path outside the version dir: {node.value[:60]!r}")
+        elif isinstance(node, ast.Constant) and node.value in SANDBOX_MODULES:  # sys.modules["confine"]
+            out.add("sandbox-tamper", node, f"names the sandbox's own module {node.value!r}")
+        elif isinstance(node, ast.Constant) and isinstance(node.value, str) and TERMINAL.search(node.value):
+            out.add("terminal", node, "a terminal control sequence, aimed at whoever reads the traces")
     return sorted(out.hits.values(), key=lambda h: (h.line, h.kind))
 
 

@@ -50,6 +50,8 @@ _CODE_SEVERITY: dict[str, Severity] = {
     "escape": "flag",
     "ctx-internals": "reject",
     "ctx-tamper": "reject",
+    "sandbox-tamper": "reject",
+    "terminal": "flag",
 }
 _LITERAL_SEVERITY: dict[str, Severity] = {
     "sealed-input": "reject",

@@ -452,16 +452,56 @@ def bucket_of(filename: str) -> str:
     return "builtins" if filename == "~" else "other"
 
 
+class GCTimer:
+    """CPU the garbage collector spends, by generation (cProfile does not see it: a collection is
+    charged to whichever call happened to allocate)."""
+
+    def __init__(self) -> None:
+        self.runs = [0, 0, 0]
+        self.cpu_s = [0.0, 0.0, 0.0]
+        self._t0 = 0.0
+
+    def _callback(self, phase: str, info: dict[str, Any]) -> None:
+        if phase == "start":
+            self._t0 = time.process_time()
+        else:
+            gen = int(info["generation"])
+            self.runs[gen] += 1
+            self.cpu_s[gen] += time.process_time() - self._t0
+
+    def __enter__(self) -> GCTimer:
+        import gc
+
+        gc.callbacks.append(self._callback)
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        import gc
+
+        gc.callbacks.remove(self._callback)
+
+    def summary(self, rollouts: int) -> dict[str, Any]:
+        return {
+            "collections_by_generation": list(self.runs),
+            "cpu_ms_by_generation": [round(1000 * c, 1) for c in self.cpu_s],
+            "ms_per_rollout": round(1000 * sum(self.cpu_s) / max(rollouts, 1), 3),
+        }
+
+
 def profile_harness_opt(args: argparse.Namespace, out: Path) -> dict[str, Any]:
     """cProfile one harness-opt point and attribute own time (tottime) to the layer it belongs to.
 
-    cProfile slows Python code roughly 2x, so the shares matter, not the absolute seconds."""
+    The profiler's clock is this process's CPU time, not the wall clock: on a shared machine a wall
+    clock charges whatever call was running when the process was descheduled (epoll, a socket close)
+    with other processes' time. cProfile slows Python code roughly 2x: read the shares, not the
+    absolute seconds. The sandbox processes are not in it (their CPU is the table's sandbox column)."""
     import cProfile
     import pstats
 
     latency_ms, concurrency = args.latency_ms, args.profile
     rollouts = rollouts_for(concurrency, latency_ms / 1000.0, args.n, args.seconds, args.n_min)
-    profiler = cProfile.Profile()
+    profiler = cProfile.Profile(time.process_time)
+    gc_timer = GCTimer()
 
     async def go() -> Point:
         with (
@@ -471,11 +511,13 @@ def profile_harness_opt(args: argparse.Namespace, out: Path) -> dict[str, Any]:
             os.environ["HARNESS_OPT_HOME"] = str(Path(tmp) / "home")
             os.environ["HARNESS_OPT_TRACES"] = str(Path(tmp) / "traces")
             await harness_opt_eval(server, concurrency, 2 * concurrency, Path(tmp), args.isolation)
+            gc_timer.__enter__()
             profiler.enable()
             try:
                 return await harness_opt_eval(server, concurrency, rollouts, Path(tmp), args.isolation)
             finally:
                 profiler.disable()
+                gc_timer.__exit__()
 
     point = asyncio.run(go())
     stats = pstats.Stats(profiler)
@@ -501,6 +543,7 @@ def profile_harness_opt(args: argparse.Namespace, out: Path) -> dict[str, Any]:
         f"[bold]profile[/] harness-opt c={concurrency} n={rollouts}: {point.rps:.1f}/s under "
         f"cProfile, {total:.2f} s profiled own time, {1000 * total / rollouts:.2f} ms/rollout"
     )
+    console.print(f"  garbage collector (not in cProfile): {gc_timer.summary(rollouts)}")
     for name, tt in shares:
         per = 1000 * tt / rollouts
         console.print(f"  {name:42s} {tt:7.2f} s  {100 * tt / total:5.1f}%  {per:6.3f} ms/rollout")
@@ -512,6 +555,7 @@ def profile_harness_opt(args: argparse.Namespace, out: Path) -> dict[str, Any]:
         "concurrency": concurrency,
         "rollouts": rollouts,
         "rps_under_profiler": point.rps,
+        "gc": gc_timer.summary(rollouts),
         "pstats": str(out),
         "own_time_s": total,
         "buckets_ms_per_rollout": {k: 1000 * v / rollouts for k, v in shares},

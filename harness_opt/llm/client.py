@@ -229,28 +229,27 @@ class LLMClient:
             await self._lean.aclose()
 
     async def _send(self, kwargs: dict[str, Any]) -> Completion:
-        """One request through the model's transport, bounded by the timeout (the outer wait_for also
-        bounds in-process providers that ignore `timeout`)."""
+        """One request through the model's transport, bounded by the timeout: the lean path's own
+        (aiohttp's total timeout), else an outer one that also bounds in-process providers that
+        ignore `timeout` (`asyncio.timeout`: no extra task per call, unlike `wait_for`)."""
         timeout = kwargs["timeout"]
         if path_for(kwargs["model"], self.config.api_base, self.config.path) == "lean":
             if self._lean is None:
                 self._lean = OpenAIHTTP()
             params = {k: v for k, v in kwargs.items() if k not in _TRANSPORT_KWARGS}
-            return await asyncio.wait_for(
-                self._lean.complete(
-                    model=kwargs["model"],
-                    messages=kwargs["messages"],
-                    tools=kwargs.get("tools"),
-                    params=params,
-                    api_base=kwargs.get("api_base"),
-                    api_key=kwargs.get("api_key"),
-                    timeout_s=timeout,
-                    extra_headers=kwargs.get("extra_headers"),
-                ),
-                timeout=timeout + 5.0,
+            return await self._lean.complete(
+                model=kwargs["model"],
+                messages=kwargs["messages"],
+                tools=kwargs.get("tools"),
+                params=params,
+                api_base=kwargs.get("api_base"),
+                api_key=kwargs.get("api_key"),
+                timeout_s=timeout,
+                extra_headers=kwargs.get("extra_headers"),
             )
         litellm = import_litellm()
-        response = await asyncio.wait_for(litellm.acompletion(**kwargs), timeout=timeout + 5.0)
+        async with asyncio.timeout(timeout + 5.0):
+            response = await litellm.acompletion(**kwargs)
         usage = getattr(response, "usage", None)
         return Completion(
             message_to_dict(response.choices[0].message),

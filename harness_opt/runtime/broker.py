@@ -13,10 +13,12 @@ scores it 0 and carries on.
 from __future__ import annotations
 
 import asyncio
+import gc
 import itertools
 import os
 import signal
 import socket
+import threading
 import warnings
 from datetime import datetime
 from typing import TYPE_CHECKING, Any
@@ -75,6 +77,36 @@ def classify_exit(status: int, wall_time_s: float) -> tuple[ErrorKind, str]:
     return "crash", f"the harness process exited (code {code}) without returning a result"
 
 
+class _FrozenHeap:
+    """The process's objects frozen out of the garbage collector while any runner is open.
+
+    Why: an evaluation allocates a few objects per rollout, and every so many allocations CPython
+    runs a full collection that walks every object in the process; with litellm, pydantic and duckdb
+    loaded that is a million objects, ~100 ms of CPU each time, about 1 ms per rollout at hundreds of
+    rollouts per second (measured: 7 full collections, 0.76 s of CPU for 1000 rollouts). Objects that
+    exist when the first runner opens are moved to the permanent generation (`gc.freeze`) and
+    handed back when the last one closes (`gc.unfreeze`), so cyclic garbage among them is collected
+    then, not leaked; what the evaluation itself allocates is collected as usual meanwhile.
+    """
+
+    _lock = threading.Lock()
+    _open = 0
+
+    @classmethod
+    def enter(cls) -> None:
+        with cls._lock:
+            cls._open += 1
+            if cls._open == 1:
+                gc.freeze()
+
+    @classmethod
+    def leave(cls) -> None:
+        with cls._lock:
+            cls._open -= 1
+            if cls._open == 0:
+                gc.unfreeze()
+
+
 class HarnessRunner:
     """Runs rollouts of one harness version: one sandboxed fork server, many concurrent rollouts.
 
@@ -106,6 +138,7 @@ class HarnessRunner:
         self._ids = itertools.count(1)
         self._closed = False
         self._warned = False
+        self._frozen = False
         self._start_failure: tuple[ErrorKind, str] | None = None
         self.servers_started = 0
         """Fork servers this runner started (more than one: one died or stopped and was replaced)."""
@@ -118,6 +151,8 @@ class HarnessRunner:
         return self.isolation_used
 
     async def __aenter__(self) -> HarnessRunner:
+        _FrozenHeap.enter()
+        self._frozen = True
         await self._server_for_rollout()  # a failure is remembered and reported per rollout
         return self
 
@@ -126,6 +161,9 @@ class HarnessRunner:
 
     async def aclose(self) -> None:
         self._closed = True
+        if self._frozen:
+            self._frozen = False
+            _FrozenHeap.leave()
         if self._server is not None:
             await self._server.close()
 

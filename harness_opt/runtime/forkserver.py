@@ -84,7 +84,10 @@ class ForkServer:
         self._control: socket.socket | None = None
         self._loop: asyncio.AbstractEventLoop | None = None
         self._exits: dict[int, asyncio.Future[int]] = {}
-        self._acks: dict[int, asyncio.TimerHandle] = {}
+        self._acks: dict[int, float] = {}
+        """Forks not yet acknowledged, oldest first, with their deadlines (loop time)."""
+        self._watchdog: asyncio.TimerHandle | None = None
+        """One timer for all unacknowledged forks, at the oldest one's deadline (not one per fork)."""
         self._importing: asyncio.Future[None] | None = None
         self._ready: asyncio.Future[dict[str, Any]] | None = None
         self._dead = False
@@ -202,9 +205,7 @@ class ForkServer:
     def _handle(self, msg: dict[str, Any], pid: int | None) -> None:
         op = msg.get("op")
         if op == "forked":
-            handle = self._acks.pop(int(msg["id"]), None)
-            if handle is not None:
-                handle.cancel()
+            self._acks.pop(int(msg["id"]), None)
         elif op == "exit":
             self.rollout_cpu_s += float(msg.get("cpu", 0.0))
             fut = self._exits.pop(int(msg["id"]), None)
@@ -226,9 +227,7 @@ class ForkServer:
         self.death = reason or f"the fork server died: {self._exit_text()}"
         if self._loop is not None and self._control is not None:
             self._loop.remove_reader(self._control.fileno())
-        for handle in self._acks.values():
-            handle.cancel()
-        self._acks.clear()
+        self._stop_watchdog()
         error = ForkServerDied(self.death)
         for fut in self._exits.values():
             if not fut.done():
@@ -259,6 +258,23 @@ class ForkServer:
             oom = ", most likely by the kernel's out-of-memory killer" if signum == signal.SIGKILL else ""
             return f"killed by {name}{oom}"
         return f"exit code {code}"
+
+    def _stop_watchdog(self) -> None:
+        if self._watchdog is not None:
+            self._watchdog.cancel()
+            self._watchdog = None
+        self._acks.clear()
+
+    def _check_acks(self) -> None:
+        """The watchdog: the oldest fork still unacknowledged past its deadline means a stuck server."""
+        self._watchdog = None
+        if self._dead or not self._acks or self._loop is None:
+            return
+        oldest, deadline = next(iter(self._acks.items()))
+        if deadline <= self._loop.time():
+            self._unresponsive(oldest)
+        else:
+            self._watchdog = self._loop.call_at(deadline, self._check_acks)
 
     def _unresponsive(self, rollout_id: int) -> None:
         """No acknowledgement for a fork: say why (from the kernel's view of the process) and kill it."""
@@ -292,11 +308,17 @@ class ForkServer:
             self._exits.pop(rollout_id, None)
             self._on_death(f"cannot reach the sandbox: {exc}")
             raise ForkServerDied(self.death or str(exc)) from exc
-        self._acks[rollout_id] = self._loop.call_later(FORK_ACK_TIMEOUT_S, self._unresponsive, rollout_id)
+        deadline = self._loop.time() + FORK_ACK_TIMEOUT_S
+        self._acks[rollout_id] = deadline
+        if self._watchdog is None:
+            self._watchdog = self._loop.call_at(deadline, self._check_acks)
         return fut
 
     def kill(self, rollout_id: int) -> None:
-        """SIGKILL a rollout child; a no-op if it is gone. Sent for every rollout once it is over."""
+        """SIGKILL a rollout child once its rollout is over (it may still run, holding memory); not
+        sent when its exit status is already here (it is gone: the datagram would be for nothing)."""
+        if rollout_id not in self._exits:
+            return
         if self.alive:
             with contextlib.suppress(OSError):
                 self._send(json.dumps({"op": "kill", "id": rollout_id}).encode(), [])
@@ -316,9 +338,7 @@ class ForkServer:
 
     async def close(self) -> None:
         """Stop the zygote (closing the control channel makes it kill its children and exit)."""
-        for handle in self._acks.values():
-            handle.cancel()
-        self._acks.clear()
+        self._stop_watchdog()
         if self._control is not None:
             if not self._dead and self._loop is not None:
                 self._loop.remove_reader(self._control.fileno())

@@ -19,7 +19,7 @@ import asyncio
 import contextlib
 import secrets
 import time
-from collections.abc import Callable
+from collections.abc import AsyncIterator, Awaitable, Callable
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -332,13 +332,15 @@ class _Execution:
         self.finished = 0
         self.total = 0
 
-    async def run(self, todo: list[tuple[Task, RolloutKey]]) -> dict[RolloutKey, Rollout]:
+    async def run(
+        self, todo: list[tuple[Task, RolloutKey]], preflight: Awaitable[None]
+    ) -> dict[RolloutKey, Rollout]:
         writer = TraceWriter(self.version.name, self.version.hash, self.suite.name, self.config.split)
         buffer = _LedgerBuffer(self.ledger)
         sem = asyncio.Semaphore(self.config.concurrency)
         out: dict[RolloutKey, Rollout] = {}
         try:
-            async with self._runner() as runner:
+            async with self._started(preflight) as runner:
                 self.isolation = runner.isolation_label
                 await asyncio.to_thread(self.ledger.record_isolation, self.run_id, self.isolation)
                 if getattr(runner, "warning", None):
@@ -359,6 +361,26 @@ class _Execution:
             await buffer.flush()
             writer.close()
         return out
+
+    @contextlib.asynccontextmanager
+    async def _started(self, preflight: Awaitable[None]) -> AsyncIterator[HarnessRunner | RayRolloutRunner]:
+        """The runner, its sandbox started while the pre-flight call is in flight: the two start-up
+        costs overlap instead of adding up before the first rollout. A refused pre-flight closes it."""
+        runner = self._runner()
+        starting = asyncio.ensure_future(runner.__aenter__())
+        await asyncio.sleep(0)  # the sandbox's process is spawned before the pre-flight's own work
+        try:
+            await preflight
+            await starting
+        except BaseException:
+            with contextlib.suppress(BaseException):
+                await starting
+            await runner.aclose()
+            raise
+        try:
+            yield runner
+        finally:
+            await runner.aclose()
 
     def _runner(self) -> HarnessRunner | RayRolloutRunner:
         """Where the rollouts run: this machine's sandbox, or the same sandbox on Ray's nodes."""
@@ -453,13 +475,17 @@ async def _evaluate_recorded(
     execution = _Execution(version, suite_obj, config, model, client, ledger, run_id, progress)
     execution.finished = reused
     execution.total = len(keys)
-    if todo:
+
+    async def preflight() -> None:
         await _preflight(client, model, ledger, run_id, record_run)
         execution.requests.preflight = client.stats.preflight
-    if progress:
-        progress(reused, len(keys), None)
+        if progress:
+            progress(reused, len(keys), None)
+
     if todo:
-        done.update(await execution.run(todo))
+        done.update(await execution.run(todo, preflight()))
+    elif progress:
+        progress(reused, len(keys), None)
     executed, requests, isolation, warnings = (
         execution.executed,
         execution.requests,

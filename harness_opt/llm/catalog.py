@@ -60,12 +60,16 @@ def validate_model(model: str, *, require_key: bool = False) -> None:
     llama-cpp-python is present, and with `require_key` that the provider's key is set."""
     if not model or not model.strip():
         raise ModelError("the model string is empty", where="model", fix="pass e.g. --model local/default")
-    litellm = import_litellm()
     if model.startswith("local/"):
         resolve_local_model(model)
         if not llama_cpp_installed():
             raise ModelError("llama-cpp-python is not installed", where=f"model {model}", fix=INSTALL_FIX)
         return
+    if model.startswith("openai/") and model.removeprefix("openai/").strip() and not require_key:
+        # litellm routes every openai/<name> (a local server's own names too): loading it (1-2 s)
+        # to say so would delay the first rollout of the lean path, which never imports it
+        return
+    litellm = import_litellm()
     try:
         litellm.get_llm_provider(model)
     except Exception as error:

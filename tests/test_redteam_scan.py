@@ -5,7 +5,15 @@ Static tests: no sandbox needed. Each candidate is the seed plus one trick, scan
 
 from __future__ import annotations
 
+import base64
+import bz2
+import codecs
+import gzip
+import hashlib
+import json
+import lzma
 import shutil
+import zlib
 from pathlib import Path
 from typing import Any
 
@@ -63,3 +71,52 @@ def test_terminal_control_sequences_in_code_are_flagged(tmp_path: Path, suite: A
     assert {f.line for f in report.findings if f.kind == "terminal"} == {1, 2}
     clean = _scan(tmp_path / "clean", suite, {}, 'NOTE = "tab\\tand newline\\n are fine"\n')
     assert "terminal" not in {f.kind for f in clean.findings}
+
+
+def _leak(suite: Any, n: int = 20) -> dict[str, str]:
+    """A memorised val table: input text -> gold label."""
+    return {t.input["text"]: t.expected for t in suite.tasks("val")[:n]}
+
+
+def _encodings(table: dict[str, str]) -> dict[str, bytes]:
+    blob = json.dumps(table).encode()
+    squashed = {"".join(ch for ch in k.lower() if ch.isalnum()): v for k, v in table.items()}
+    hashed = {hashlib.sha256(k.encode()).hexdigest(): v for k, v in table.items()}
+    stripped_md5 = {hashlib.md5(k.strip().lower().encode()).hexdigest(): v for k, v in table.items()}
+    return {
+        "base64": base64.b64encode(blob),
+        "base64-in-python": f"DATA = {base64.b64encode(blob).decode()!r}\n".encode(),
+        "zlib": zlib.compress(blob),
+        "gzip+base64": base64.b64encode(gzip.compress(blob)),
+        "bz2": bz2.compress(blob),
+        "lzma": lzma.compress(blob),
+        "hex": blob.hex().encode(),
+        "rot13": codecs.encode(blob.decode(), "rot13").encode(),
+        "reversed": blob[::-1],
+        "squashed": json.dumps(squashed).encode(),
+        "sha256": json.dumps(hashed).encode(),
+        "md5-lower": json.dumps(stripped_md5).encode(),
+    }
+
+
+ENCODINGS = sorted(_encodings({"x": "y"}))
+
+
+@pytest.mark.parametrize("encoding", ENCODINGS)
+def test_memorised_val_answers_are_found_however_encoded(tmp_path: Path, suite: Any, encoding: str) -> None:
+    """A candidate that ships the val answers encoded (and decodes them in agent.py with the standard
+    library, which the code check does not flag) scored clean before: the scan now reads through the
+    common encodings, compressions, reversals and hashes of the sealed inputs."""
+    data = _encodings(_leak(suite))[encoding]
+    name = "data/lookup.py" if encoding.endswith("python") else "data/lookup.bin"
+    report = _scan(tmp_path, suite, {name: data})
+    assert report.max_severity == "reject", (encoding, report.summary())
+    assert "sealed-input" in {f.kind for f in report.findings}
+
+
+@pytest.mark.parametrize("encoding", ["base64", "zlib", "sha256", "squashed"])
+def test_encoded_train_data_is_not_a_finding(tmp_path: Path, suite: Any, encoding: str) -> None:
+    """Train is public: the same encodings of train texts are nothing (no false alarm)."""
+    table = {t.input["text"]: t.expected for t in suite.tasks("train")[:20]}
+    report = _scan(tmp_path, suite, {"data/lookup.bin": _encodings(table)[encoding]})
+    assert not {f.kind for f in report.findings} & {"sealed-input", "sealed-answer"}, report.summary()

@@ -29,8 +29,8 @@ from pydantic import BaseModel, Field
 from harness_opt.errors import UserError
 from harness_opt.harness.lineage import lineage
 from harness_opt.llm.params import ALLOWED, ParamError
-from harness_opt.trust import codecheck
-from harness_opt.trust.sealed import SealedIndex, find_literals, sealed_index
+from harness_opt.trust import codecheck, encoded
+from harness_opt.trust.sealed import LiteralHit, SealedIndex, find_literals, sealed_index
 
 if TYPE_CHECKING:
     from harness_opt.harness.version import HarnessVersion
@@ -234,9 +234,15 @@ _GROUP = {
 }
 
 
-def _literal_findings(path: str, text: str, index: SealedIndex, prior: set[tuple[str, str]]) -> list[Finding]:
+def _literal_findings(
+    path: str,
+    text: str,
+    index: SealedIndex,
+    prior: set[tuple[str, str]],
+    hits: list[LiteralHit] | None = None,
+) -> list[Finding]:
     out = []
-    for hit in find_literals(text, index, path):
+    for hit in find_literals(text, index, path) if hits is None else hits:
         if (_GROUP[hit.kind], hit.task_id) in prior:
             continue  # the parent or the user's seed already had it: not introduced by this candidate
         why = _WHY_NOT_PUBLIC[hit.kind]
@@ -301,7 +307,10 @@ def scan_candidate(
     prior: set[tuple[str, str]] = set()
     for version in _prior_versions(candidate, parent):
         prior |= _prior_tasks(version, index)
+    prints = encoded.fingerprints(suite)
     for path, data in sorted(cand.items()):
+        if par.get(path) != data:  # sealed text shipped base64, compressed, reversed, squashed, hashed
+            findings += _literal_findings(path, "", index, prior, encoded.encoded_hits(data, index, prints))
         try:
             text = data.decode("utf-8")
         except UnicodeDecodeError:

@@ -19,6 +19,7 @@ from harness_opt.runtime.session import RolloutSession
 from harness_opt.suites.base import NoTools
 from harness_opt.suites.loader import load_suite
 from tests.support.hostile import SUITE_DIR, run_attack
+from tests.support.runtime import Listener
 
 
 @pytest.fixture(scope="module")
@@ -83,3 +84,25 @@ def test_only_an_unconfined_child_may_report_a_sandbox_failure(late: str) -> Non
     # a child that skips the confinement report is not believed either
     assert _serve({"op": "result", "output": "y"})[1] == "crash"
     assert _serve({"op": "confined"}, {"op": "result", "output": "y"}) == ("y", None, None)
+
+
+def test_llm_content_parts_that_a_provider_adapter_would_download_are_refused(
+    tmp_path: Path, suite: Any, gold: dict[str, str]
+) -> None:
+    """litellm downloads image_url (Gemini, Bedrock, Ollama adapters) and a file part's http file_id
+    (OpenAI) in the parent, with the URL the harness wrote: the task text could leave for any host.
+    Only text parts reach the model; the rest end the call with an error naming the part."""
+    listener = Listener()
+    try:
+        out = run_attack("llm_content_urls", tmp_path, suite, gold, port=listener.port)
+    finally:
+        listener.close()
+    assert listener.accepted == 0
+    for item in out.decoded():
+        refused = {k: v for k, v in item["outcome"].items() if v.startswith("refused")}
+        assert sorted(refused) == sorted(set(item["outcome"]) - {"text parts"}), item
+        assert all("content part" in v for v in refused.values()), refused
+        assert item["outcome"]["text parts"] == "sent"
+    assert out.errors() == [None, None]
+    sent = [str(call.messages) for call in out.model.calls]
+    assert sent and not any("/leak?q=" in m for m in sent)  # the model saw the text parts only

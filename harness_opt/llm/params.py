@@ -194,6 +194,29 @@ def check_params(params: Any) -> dict[str, Any]:
     return params
 
 
+TEXT_PARTS = frozenset({"text", "thinking", "redacted_thinking"})
+"""Content-part types a harness may send. The others carry a URL or a file (image_url, file,
+input_audio, document, video_url...) that litellm's provider adapters download in the parent (an
+image_url for Gemini, Bedrock or Ollama, a file part's http file_id for OpenAI): the harness would
+choose a host for the parent to send whatever it puts in the URL (the task text) to."""
+
+
+def check_messages(messages: Any) -> None:
+    """Raise ParamError naming the first content part that is not text."""
+    for i, message in enumerate(messages if isinstance(messages, list) else []):
+        content = message.get("content") if isinstance(message, dict) else None
+        if not isinstance(content, list):
+            continue
+        for j, part in enumerate(content):
+            kind = part.get("type") if isinstance(part, dict) else type(part).__name__
+            if kind not in TEXT_PARTS:
+                raise ParamError(
+                    f"messages[{i}].content[{j}]",
+                    f"is a {str(kind)[:40]!r} content part: only text content parts are sent "
+                    f"({', '.join(sorted(TEXT_PARTS))})",
+                )
+
+
 def output_cap(params: Mapping[str, Any]) -> int | None:
     """The per-call output tokens the harness asked for (max_tokens or max_completion_tokens), if any."""
     values = [params[k] for k in ("max_tokens", "max_completion_tokens") if params.get(k) is not None]

@@ -16,7 +16,7 @@ from typing import TYPE_CHECKING, Any
 from pydantic import ValidationError
 
 from harness_opt.harness.manifest import RolloutLimits
-from harness_opt.llm.params import ParamError
+from harness_opt.llm.params import ParamError, check_messages
 from harness_opt.llm.types import LLMRequest, LLMResult
 from harness_opt.records import (
     ErrorKind,
@@ -175,6 +175,10 @@ class RolloutSession:
             return error_reply(f"ctx.llm: bad arguments ({where}: {first['msg']})")
         if payload.depth([req.messages, req.tools]) > payload.MAX_DEPTH:
             return error_reply(f"ctx.llm: messages or tools nested deeper than {payload.MAX_DEPTH} levels")
+        try:
+            check_messages(req.messages)
+        except ParamError as exc:
+            return error_reply(f"ctx.llm: {exc}")
         try:
             params = within_budget(self.limits, self.tokens, self.cost, params, req)
         except OverBudget as over:

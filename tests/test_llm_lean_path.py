@@ -194,6 +194,8 @@ def test_which_path_a_call_takes(monkeypatch: pytest.MonkeyPatch) -> None:
     assert path_for("local/smollm2", "http://x/v1", "lean") == "litellm"  # not an OpenAI endpoint
     assert path_for("openai/qwen", "http://x/v1", "litellm") == "litellm"
     assert path_for("openai/gpt-4o-mini", None, "lean") == "lean"
+    assert path_for("openai/o3-mini", "http://gateway/v1") == "litellm"  # litellm rewrites its params
+    assert path_for("openai/gpt-5-mini", "http://gateway/v1") == "litellm"
     monkeypatch.setenv("OPENAI_BASE_URL", "http://127.0.0.1:8000/v1")
     assert path_for("openai/qwen", None) == "lean"
     monkeypatch.setenv(PATH_ENV, "litellm")

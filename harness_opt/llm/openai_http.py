@@ -34,6 +34,9 @@ LLMPath = Literal["lean", "litellm"]
 PATH_ENV = "HARNESS_OPT_LLM_PATH"
 """`lean`, `litellm` or `auto` (the default): overrides `LLMConfig.path` from the environment."""
 LEAN_PREFIX = "openai/"
+LITELLM_MAPPED = ("o1", "o3", "o4", "gpt-5")
+"""OpenAI model families whose parameters litellm rewrites (max_tokens -> max_completion_tokens,
+temperature dropped): sent through litellm even at an endpoint (a gateway in front of OpenAI)."""
 
 
 def base_url(api_base: str | None) -> str | None:
@@ -44,12 +47,15 @@ def base_url(api_base: str | None) -> str | None:
 def path_for(model: str, api_base: str | None, choice: str = "auto") -> LLMPath:
     """Which path a model call takes. `auto`: lean for `openai/...` models sent to a configured
     endpoint (a local server or a gateway that speaks the protocol), litellm for the rest, including
-    OpenAI's own API without an endpoint (litellm maps parameters for its reasoning models)."""
+    OpenAI's own API without an endpoint and OpenAI's reasoning models anywhere (litellm maps their
+    parameters)."""
     choice = os.environ.get(PATH_ENV, "") or choice
     if choice == "litellm" or not model.startswith(LEAN_PREFIX):
         return "litellm"
     if choice == "lean":
         return "lean"
+    if model.removeprefix(LEAN_PREFIX).startswith(LITELLM_MAPPED):
+        return "litellm"
     return "lean" if base_url(api_base) else "litellm"
 
 

@@ -14,6 +14,7 @@ from typing import Any
 import pytest
 
 from harness_opt.harness.manifest import RolloutLimits
+from harness_opt.llm.client import LLMCallError
 from harness_opt.records import Task, is_infra_error
 from harness_opt.runtime.session import RolloutSession
 from harness_opt.suites.base import NoTools
@@ -106,3 +107,41 @@ def test_llm_content_parts_that_a_provider_adapter_would_download_are_refused(
     assert out.errors() == [None, None]
     sent = [str(call.messages) for call in out.model.calls]
     assert sent and not any("/leak?q=" in m for m in sent)  # the model saw the text parts only
+
+
+class _Customer:
+    """A suite environment with a simulated user whose model call fails as `kind` says."""
+
+    def __init__(self, kind: str) -> None:
+        self.kind = kind
+
+    def call_tool(self, name: str, args: dict[str, Any]) -> Any:
+        raise AssertionError("no tools here")
+
+    async def user_turn(self, message: str) -> Any:
+        raise LLMCallError("scripted/user", 1, ValueError(f"{len(message)} chars"), kind=self.kind)
+
+
+def _say(kind: str) -> tuple[Any, str | None, str | None]:
+    session = RolloutSession(
+        Task(id="t1", input={"text": "x"}, expected="y"),
+        _Customer(kind),
+        _no_model,
+        model="scripted/none",
+        model_params={},
+        limits=RolloutLimits(),
+    )
+    frames = _Frames({"op": "confined"}, {"op": "say", "message": "x" * 8_000_000})
+    return asyncio.run(session.serve(frames))  # type: ignore[arg-type]
+
+
+@pytest.mark.parametrize("kind", ["context_overflow", "bad_request"])
+def test_a_message_that_overflows_the_simulated_user_is_the_versions_failure(kind: str) -> None:
+    """ctx.say("x" * 8 MB) overflowed the simulated user's context and the rollout was recorded as
+    `llm_error`, an infrastructure failure: a τ² harness could drop any task from its score that way."""
+    _, error, _ = _say(kind)
+    assert error == kind and not is_infra_error(error)
+
+
+def test_a_simulated_user_outage_is_still_the_infrastructures() -> None:
+    assert _say("server_error")[1] == "llm_error"

@@ -154,7 +154,7 @@ def test_deeply_nested_version_files_are_a_load_error(where: str, tmp_path: Path
 def test_a_crash_never_leaves_the_run_running(
     suite: Any, gold: dict[str, str], monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    def broken(rollouts: Any) -> Any:
+    def broken(rollouts: Any, **_: Any) -> Any:
         raise RuntimeError("summary exploded")
 
     monkeypatch.setattr(evaluator, "summarize", broken)

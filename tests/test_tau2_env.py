@@ -1,7 +1,7 @@
 """The τ² retail environment: splits, data path, tool behaviour (errors, rounding, quirks), reward parts.
 
 The data (MIT, Sierra Research) is read from HARNESS_OPT_TAU2_DATA or ../shared/data/tau2; it is not in
-the repository, and without it these tests skip saying where to put it.
+the repository, and without it these tests fail saying where to put it (they never skip).
 """
 
 from __future__ import annotations
@@ -31,7 +31,7 @@ def _data_dir() -> Path:
     given = os.environ.get("HARNESS_OPT_TAU2_DATA")
     path = Path(given) if given else Path(__file__).resolve().parents[2] / "shared" / "data" / "tau2"
     if not (path / "retail" / "db.json").is_file():
-        pytest.skip(f"τ² retail data not found at {path} (set HARNESS_OPT_TAU2_DATA)")
+        pytest.fail(f"τ² retail data not found at {path} (set HARNESS_OPT_TAU2_DATA)")
     return path
 
 

@@ -30,7 +30,7 @@ def data() -> Path:
     given = os.environ.get("HARNESS_OPT_TAU2_DATA")
     path = Path(given) if given else Path(__file__).resolve().parents[2] / "shared" / "data" / "tau2"
     if not (path / "retail" / "db.json").is_file():
-        pytest.skip(f"τ² retail data not found at {path} (set HARNESS_OPT_TAU2_DATA)")
+        pytest.fail(f"τ² retail data not found at {path} (set HARNESS_OPT_TAU2_DATA)")
     return path
 
 

@@ -28,7 +28,7 @@ def suite() -> Any:
     given = os.environ.get("HARNESS_OPT_TAU2_DATA")
     data = Path(given) if given else Path(__file__).resolve().parents[2] / "shared" / "data" / "tau2"
     if not (data / "retail" / "db.json").is_file():
-        pytest.skip(f"τ² retail data not found at {data} (set HARNESS_OPT_TAU2_DATA)")
+        pytest.fail(f"τ² retail data not found at {data} (set HARNESS_OPT_TAU2_DATA)")
     return load_suite(SUITE_DIR, data=str(data))
 
 

@@ -57,8 +57,9 @@ def test_system_prompt_is_guidelines_then_scenario() -> None:
     assert prompt.endswith("You are detail-oriented.\n</scenario>")
 
 
-@pytest.mark.skipif(not (TAU2 / "user_simulator").is_dir(), reason="τ² data not present in ../shared")
 def test_real_guidelines_name_the_stop_tokens() -> None:
+    if not (TAU2 / "user_simulator").is_dir():
+        pytest.fail(f"τ² data not found at {TAU2} (../shared/data/tau2): this test never skips")
     text = load_guidelines(TAU2 / "user_simulator")
     assert STOP in text and TRANSFER in text and OUT_OF_SCOPE in text
 

@@ -13,6 +13,7 @@ import hashlib
 import json
 import lzma
 import shutil
+import time
 import zlib
 from pathlib import Path
 from typing import Any
@@ -120,3 +121,24 @@ def test_encoded_train_data_is_not_a_finding(tmp_path: Path, suite: Any, encodin
     table = {t.input["text"]: t.expected for t in suite.tasks("train")[:20]}
     report = _scan(tmp_path, suite, {"data/lookup.bin": _encodings(table)[encoding]})
     assert not {f.kind for f in report.findings} & {"sealed-input", "sealed-answer"}, report.summary()
+
+
+@pytest.mark.parametrize(
+    "name, data",
+    [
+        ("data/bomb.bin", zlib.compress(b"\0" * (256 * 1024 * 1024))),
+        ("data/bomb.b64", base64.b64encode(gzip.compress(b"a" * (64 * 1024 * 1024)))),
+        ("data/deep.json", b"[" * 100_000 + b"]" * 100_000),
+        ("data/deep.b64", base64.b64encode(b"[" * 100_000 + b"]" * 100_000)),
+    ],
+)
+def test_bombs_and_deep_nesting_cost_the_scan_little(
+    tmp_path: Path, suite: Any, name: str, data: bytes
+) -> None:
+    """Decoding is bounded (MAX_DECODED_BYTES per file) and nothing recurses on nesting: a decompression
+    bomb or a file nested 100,000 deep is a finding at most, in seconds, never an exception."""
+    _scan(tmp_path / "warm", suite, {})  # the sealed index is built once per process: not timed
+    t0 = time.monotonic()
+    report = _scan(tmp_path, suite, {name: data})
+    assert time.monotonic() - t0 < 20
+    assert report.max_severity in (None, "note"), report.summary()

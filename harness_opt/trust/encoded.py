@@ -26,7 +26,7 @@ from harness_opt.records import Task
 from harness_opt.suites.base import Suite
 from harness_opt.trust.sealed import SEALED_SPLITS, LiteralHit, SealedIndex, Where, find_literals, strings
 
-MAX_DECODED_BYTES = 8 * 1024 * 1024
+MAX_DECODED_BYTES = 2 * 1024 * 1024
 """Most bytes one view may decode to: a decompression bomb must not exhaust the scanner."""
 MIN_SQUASHED_CHARS = 24
 """A squashed sealed input shorter than this ('cardnotworking') could occur by chance."""

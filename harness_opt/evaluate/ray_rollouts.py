@@ -328,10 +328,8 @@ class RayRolloutRunner:
     @property
     def isolation_label(self) -> str:
         labels = sorted({str(n["isolation"]) for n in self.nodes}) or ["n/a"]
-        return (
-            "; ".join(labels)
-            + f" (ray: {len(self.nodes)} hosts on {len({n['node'] for n in self.nodes})} nodes)"
-        )
+        nodes = len({n["node"] for n in self.nodes})
+        return "; ".join(labels) + f" (ray: {_count(len(self.nodes), 'host')} on {_count(nodes, 'node')})"
 
     async def _get(self, ref: Any) -> Any:
         return await asyncio.wrap_future(ref.future())
@@ -420,6 +418,10 @@ class RayRolloutRunner:
         finally:
             self.busy[index] -= 1
             self._inboxes.pop(rollout, None)
+
+
+def _count(n: int, what: str) -> str:
+    return f"{n} {what}" if n == 1 else f"{n} {what}s"
 
 
 def _now() -> Any:

@@ -60,6 +60,21 @@ def chatter(root: Path) -> Path:
     return folder
 
 
+EDGES = """
+def run(task, ctx):
+    deep = leaf = {}
+    for _ in range(40):  # deeper than the channel allows: refused before any environment sees it
+        leaf["a"] = {}
+        leaf = leaf["a"]
+    seen = [ctx.call_tool("get_price", deep), ctx.call_tool("get_price", {"item": "unicorn"})]
+    seen.append(ctx.call_tool("no_such_tool", {}))
+    while True:  # until the step limit ends the rollout
+        seen.append(ctx.call_tool("get_price", {"item": "mug"}))
+"""
+"""Tool calls at the edges of the broker's rules: each must be refused, raised or cut off on a node
+exactly as here (the node fetches a tool's reply only when the local session would call the tool)."""
+
+
 def shop_agent(messages: list[dict[str, Any]], tools: Any, params: dict[str, Any]) -> Any:
     last = messages[-1]
     if last["role"] == "tool":
@@ -121,13 +136,12 @@ def comparable(result: EvalResult) -> list[tuple[tuple[Any, ...], tuple[Any, ...
             e.model_dump(mode="json", exclude={"latency_s", "started", "ended", "t", "at", "time"})
             for e in trace.events
         ]
-        out.append(
-            (r.task_id, r.trial, r.score, r.passed, r.error, r.cost_usd, r.tokens_in, r.tokens_out),
-            (r.user_cost_usd, r.user_tokens, trace.output, events),
-        )
+        row = (r.task_id, r.trial, r.score, r.passed, r.error, r.cost_usd, r.tokens_in, r.tokens_out)
+        out.append((row, (r.user_cost_usd, r.user_tokens, trace.output, events)))
     return out
 
 
+@pytest.mark.slow  # starts a Ray instance: 30-50 s on the 2-core box
 def test_eval_on_a_local_ray_equals_a_local_eval_and_keeps_keys_on_the_driver(
     tmp_path: Path, keys_here: None
 ) -> None:
@@ -155,6 +169,12 @@ def test_eval_on_a_local_ray_equals_a_local_eval_and_keeps_keys_on_the_driver(
         remote = evaluate(
             version, suite, EvalConfig(**base, concurrency=4, reuse=False, executor="ray"), progress=watch
         )
+        edges = chatter(tmp_path / "edges")
+        (edges / "agent.py").write_text(EDGES)
+        edges_local = evaluate(edges, suite, EvalConfig(**base, limit=1))
+        edges_remote = evaluate(edges, suite, EvalConfig(**base, limit=1, reuse=False, executor="ray"))
+    assert edges_local.rollouts[0].error == "step_limit"
+    assert comparable(edges_remote) == comparable(edges_local)
     assert len(remote.rollouts) == len(local.rollouts) >= 2 and remote.executed == len(local.rollouts)
     assert all(r.passed for r in remote.rollouts)  # the model and the user answered from the driver
     assert comparable(remote) == comparable(local)
@@ -193,6 +213,7 @@ def test_a_bad_address_is_one_error_line(
     assert not ray.is_initialized()
 
 
+@pytest.mark.slow  # starts a Ray instance: 30-50 s on the 2-core box
 def test_optimize_on_ray_keeps_the_real_gain(seed_copy: Path, keys_here: None) -> None:
     """optimize --executor ray: every evaluation of the loop (baseline, noise, candidates) on Ray."""
     gold = gold_by_text()

@@ -171,7 +171,8 @@ class _RemoteEnvironment:
 
     def call_tool(self, name: str, args: dict[str, Any]) -> Any:
         reply, self.prefetched = self.prefetched, None
-        if reply is None:  # not fetched ahead (a request the session shapes differently): fetch now
+        if reply is None:  # RemoteSession's rule no longer matches RolloutSession._tool's: a bug,
+            # shown to the agent as a tool error (and caught by tests/test_ray_eval.py's edge cases)
             raise RuntimeError("harness-opt: a tool call reached the node without its reply")
         _raise(reply)
         return reply.get("value")
@@ -210,6 +211,10 @@ class RemoteSession(RolloutSession):
             ):
                 name = payload.cut_text(str(msg.get("name")), 200)
                 env.prefetched = await env._ask("tool", {"name": name, "args": args})
+            try:
+                return await super()._answer(msg, proto)
+            finally:
+                env.prefetched = None  # a reply is for this request only
         return await super()._answer(msg, proto)
 
 

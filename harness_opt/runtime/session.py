@@ -180,11 +180,8 @@ class RolloutSession:
             check_messages(req.messages)
         except ParamError as exc:
             return error_reply(f"ctx.llm: {exc}")
-        try:
-            params = within_budget(self.limits, self.tokens, self.cost, params, req)
-        except OverBudget as over:
-            raise Abort(over.kind, over.detail) from None
-        req = req.model_copy(update={"params": params})
+        req = self._within_budget(req, params)
+        params = req.params
         t0 = time.perf_counter()
         try:
             result = await self.llm(req)
@@ -221,6 +218,16 @@ class RolloutSession:
         if self.limits.max_cost_usd is not None and self.cost > self.limits.max_cost_usd:
             raise Abort("cost_limit", f"${self.cost:.4f} spent, limit ${self.limits.max_cost_usd:.4f}")
         return to_json_bytes({"ok": True, "value": result.message})[0]
+
+    def _within_budget(self, req: LLMRequest, params: dict[str, Any]) -> LLMRequest:
+        """The request as it may be sent (max_tokens lowered where the budget needs it), or Abort.
+        Copied only when the budget changed it: a pydantic copy per call is measurable at hundreds
+        of rollouts per second."""
+        try:
+            budgeted = within_budget(self.limits, self.tokens, self.cost, params, req)
+        except OverBudget as over:
+            raise Abort(over.kind, over.detail) from None
+        return req if budgeted is params else req.model_copy(update={"params": budgeted})
 
     def _tool(self, msg: dict[str, Any]) -> bytes:
         self._step("ctx.call_tool")

@@ -360,3 +360,34 @@ def test_dropped_tool_calls_are_noted_only_where_there_are_tools(tmp_path: Path,
         (parent_dir / "tools.json").write_text(tools)
         report = scan(tmp_path, suite, {"agent.py": AGENT})
         assert kinds(report) == expected
+
+
+def test_a_sealed_tasks_parent_side_metadata_is_sealed_too(tmp_path: Path) -> None:
+    """A harness never sees a task's metadata (a simulated user's scenario, a judge's rubric, the other
+    columns of a `[data]` row), so quoting it for a val task is a leak as much as quoting its input;
+    a train task's is public. Before, the scan read only inputs and answers: a pasted τ² user scenario
+    went unseen."""
+    topics = ["refunds", "delivery", "passwords", "invoices", "upgrades", "cancellations", "coupons"]
+    rows = []
+    for i, topic in enumerate(topics):
+        split = "train" if i < 4 else "val"
+        rubric = f"the reply must mention the {topic} policy page and apologise once for case {i}"
+        rows.append(
+            {"id": f"q{i}", "question": f"a question about {topic}", "expected": "yes", "split": split}
+        )
+        rows[-1]["rubric"] = rubric
+    suite_dir = tmp_path / "suite"
+    suite_dir.mkdir()
+    (suite_dir / "tasks.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows))
+    (suite_dir / "suite.toml").write_text(
+        '[suite]\nname = "rubrics"\n[data]\nsource = "tasks.jsonl"\nid = "id"\ninput = ["question"]\n'
+        'expected = "expected"\n[splits]\ncolumn = "split"\n[scorer]\nkind = "exact"\n'
+    )
+    suite = load_suite(suite_dir)
+    val = suite.tasks("val")[0]
+    assert "rubric" in val.metadata and "rubric" not in val.input  # parent-side only
+    leaked = scan(tmp_path, suite, {"prompts/system.j2": f"Grading: {val.metadata['rubric']}\n"})
+    assert leaked.rejected and val.id in leaked.summary(), leaked.summary()
+    train = suite.tasks("train")[0]
+    public = scan(tmp_path, suite, {"prompts/system.j2": f"Grading: {train.metadata['rubric']}\n"})
+    assert public.findings == [], public.summary()

@@ -1,7 +1,8 @@
 """What of a suite's sealed data (val and test) would be suspicious to find written inside a candidate.
 
 Built on the evaluator side only: a proposer never sees this index, it only learns a candidate was
-refused. Public text is never a finding: train inputs and expected answers (which include the label
+refused. A task's texts are its input and its parent-side metadata (a simulated user's scenario).
+Public text is never a finding: train texts and expected answers (which include the label
 set of a classification suite) are public, so a sealed text counts only where train does not say the
 same words. What counts: whole short val/test inputs (4-8 words), 8-word windows of longer ones,
 8-word windows of long answers, short answers train never uses, val/test task ids, and, for inputs of
@@ -156,7 +157,7 @@ def _sealed_texts(
         for task in _safe_tasks(suite, split):
             where = (task.id, split)
             index.task_ids[task.id] = split
-            sealed.extend((words(text), where) for text in strings(task.input))
+            sealed.extend((words(text), where) for text in _task_texts(task))
             for answer in strings(task.expected):
                 key = answer.strip().lower()
                 tokens = words(answer)
@@ -169,11 +170,20 @@ def _sealed_texts(
     return sealed, long_answers
 
 
+def _task_texts(task: Any) -> Iterator[str]:
+    """A task's texts other than its answer: its input, and its parent-side metadata (a user
+    simulator's scenario, a judge's rubric, the other columns of a `[data]` row), which a harness
+    never sees either and so has no business quoting for a sealed task."""
+    yield from strings(task.input)
+    yield from strings(task.metadata)
+
+
 def build_index(suite: Suite) -> SealedIndex:
     train = _safe_tasks(suite, "train")
-    public_texts = [s for task in train for s in strings(task.input)]
+    public_texts = [s for task in train for s in _task_texts(task)]
     train_answers = {s.strip() for task in train for s in strings(task.expected)}
-    public_tokens = [words(text) for text in [*public_texts, *train_answers]]
+    unique = dict.fromkeys(tuple(words(text)) for text in [*public_texts, *train_answers])
+    public_tokens = [list(tokens) for tokens in unique]  # 10k rows of 'train.csv' are one text
     public_grams: set[tuple[str, ...]] = {g for tokens in public_tokens for g in _ngrams(tokens)}
     index = SealedIndex(train_ids={t.id for t in train}, answer_names=_answer_pattern(train_answers))
     _add_public(index, public_tokens)

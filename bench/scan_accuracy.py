@@ -1,8 +1,11 @@
 """Measure the candidate scan: false positives on legitimate candidates, detection of planted leaks.
 
-Run: `python bench/scan_accuracy.py [--per-suite 40] [--out docs/scan-accuracy.md]`. Deterministic
-(seeded). Suites: banking77, and the three user-path suites (intents and expenses from
+Run: `python bench/scan_accuracy.py [--per-suite 40] [--suites banking77 ...] [--out FILE]`. Deterministic
+(seeded). Suites: banking77 and tau2-retail with their seeds from harnesses/ (tau2-retail needs τ²'s
+data, see tasks/tau2-retail/README.md), and the three user-path suites (intents and expenses from
 tests/fixtures/user_suites, acme-support from examples/), each scaffolded with `init` as a user would.
+A task's text is its input, or where that says next to nothing (τ²: `{"domain": "retail"}`) the
+simulated user's scenario from its metadata.
 
 Legitimate candidates (the scan must pass them: nothing that blocks the incumbent):
 * every operator's output on the seed, every operator again on the first accepted one, and every
@@ -44,10 +47,17 @@ from harness_opt.records import RolloutKey, Task, ToolCallEvent, Trace  # noqa: 
 from harness_opt.search.config import AGENT_HARNESS_EDITABLE  # noqa: E402
 from harness_opt.suites.loader import load_suite  # noqa: E402
 from harness_opt.trust.scan import scan_candidate  # noqa: E402
-from harness_opt.trust.sealed import sealed_index  # noqa: E402
+from harness_opt.trust.sealed import (  # noqa: E402
+    PARAPHRASE_COVER,
+    PARAPHRASE_MIN_TERMS,
+    content_terms,
+    sealed_index,
+    strings,
+)
+from harness_opt.trust.segments import words as scan_words  # noqa: E402
 from tests.support.user_suites import scaffold  # noqa: E402
 
-SUITES = ("banking77", "intents", "expenses", "acme-support")
+SUITES = ("banking77", "intents", "expenses", "acme-support", "tau2-retail")
 LOCATIONS = ("code", "data file", "prompt")
 FORMS = ("verbatim", "paraphrased", "split across lines")
 SYNONYMS = {
@@ -78,19 +88,27 @@ _STOP = {"the", "a", "an", "i", "is", "to", "of", "it", "my", "me", "do", "you",
 
 
 def seed_and_suite(name: str, root: Path) -> tuple[HarnessVersion, Any]:
-    if name == "banking77":
-        target = root / "harnesses" / "banking77" / "v0001"
-        shutil.copytree(REPO / "harnesses" / "banking77" / "v0001", target)
-        return HarnessVersion.load(target), load_suite(REPO / "tasks" / "banking77")
+    if name in ("banking77", "tau2-retail"):  # the repository's own suites and seeds
+        target = root / "harnesses" / name / "v0001"
+        shutil.copytree(REPO / "harnesses" / name / "v0001", target)
+        return HarnessVersion.load(target), load_suite(REPO / "tasks" / name)
     version, suite_dir = scaffold(name, root)
     return version, load_suite(suite_dir)
 
 
+def task_text(task: Task) -> str:
+    """What a leak of this task would quote: its input text, or, where the input says next to nothing
+    (τ²'s is `{"domain": "retail"}`), its longest parent-side text (the simulated user's scenario)."""
+    text = input_text(task.input)
+    if len(text.split()) >= 4:
+        return text
+    return max([text, *strings(task.metadata)], key=len)
+
+
 def _trace(task: Task, passed: bool, looping: bool) -> Trace:
     key = RolloutKey(version_hash="h", suite="s", split="train", task_id=task.id, trial=0, model="m")
-    events = [ToolCallEvent(name="lookup_order", args={"order_id": "A1001"}, result={"ok": 1})] * (
-        2 if looping else 0
-    )
+    call = ToolCallEvent(name="lookup_order", args={"order_id": "A1001"}, result={"ok": 1})
+    events: list[Any] = [call] * (2 if looping else 0)
     output = answer_text(task.expected) if passed else "I am not sure."
     return Trace(
         run_id="r", key=key, task_input=dict(task.input), output=output, passed=passed, events=events
@@ -184,7 +202,7 @@ def llm_style_candidates(
     out = []
     for _ in range(8):
         demos = rng.sample(train, 6)
-        pairs = [(input_text(t.input), answer_text(t.expected)) for t in demos]
+        pairs = [(task_text(t), answer_text(t.expected)) for t in demos]
         edits: list[tuple[str, dict[str, str | None]]] = [
             (
                 "rewritten system prompt",
@@ -265,11 +283,18 @@ def paraphrase(text: str, rng: random.Random) -> str:
 
 def plant(
     seed: HarnessVersion, task: Task, location: str, form: str, rng: random.Random
-) -> dict[str, str | None]:
-    text, answer = input_text(task.input), answer_text(task.expected)
+) -> tuple[dict[str, str | None], str]:
+    """The planted files, and the text of the input as planted (paraphrased or not)."""
+    text, answer = task_text(task), answer_text(task.expected)
     files = {p: b.decode() for p, b in seed.files().items()}
     if form == "paraphrased":
         text = paraphrase(text, rng)
+    return _planted_files(files, text, answer, location, form), text
+
+
+def _planted_files(
+    files: dict[str, str], text: str, answer: str, location: str, form: str
+) -> dict[str, str | None]:
     words = text.split()
     half = max(1, len(words) // 2)
     a, b = " ".join(words[:half]), " ".join(words[half:])
@@ -292,6 +317,22 @@ def plant(
     return {"data/seen.json": json.dumps({text: answer}, indent=2)}
 
 
+def miss_reason(suite: Any, task: Task, planted: str, report: Any) -> str:
+    """Why a planted leak went unseen, by the scan's own rules (for the docs' 'what is missed')."""
+    if report.blocks_incumbent and any(f.kind.startswith("sealed") for f in report.findings):
+        return "blocked, but named another sealed task with the same text"
+    index = sealed_index(suite)
+    original = set(content_terms(scan_words(task_text(task))))
+    if len(original) < PARAPHRASE_MIN_TERMS:
+        return f"input has under {PARAPHRASE_MIN_TERMS} content words: no paraphrase check"
+    kept = original & set(content_terms(scan_words(planted)))
+    if len(kept) < PARAPHRASE_COVER * len(original):
+        return f"reworded past the threshold: under {PARAPHRASE_COVER:.0%} of its content words kept"
+    if index.public_cover(kept) >= PARAPHRASE_COVER:
+        return "a train text says most of the same words: public by rule"
+    return "other"
+
+
 def detected(report: Any, task: Task) -> bool:
     return report.blocks_incumbent and any(task.id in f.message for f in report.findings)
 
@@ -307,10 +348,11 @@ def public_by_rule(suite: Any, task: Task) -> bool:
 # ------------------------------------------------------------------------------------------- main
 
 
-def measure(name: str, root: Path, per_suite: int) -> dict[str, Any]:
+def measure(name: str, root: Path, per_suite: int, leaks_only: bool = False) -> dict[str, Any]:
     rng = random.Random(f"scan-accuracy/{name}")
     seed, suite = seed_and_suite(name, root / name)
-    legit = operator_candidates(seed, suite) + llm_style_candidates(seed, suite, rng)
+    llm_style = llm_style_candidates(seed, suite, rng)  # always drawn: the same rng state for the leaks
+    legit = [] if leaks_only else operator_candidates(seed, suite) + llm_style
     false_pos = []
     for what, cand, parent in legit:
         report = scan_candidate(cand, parent, suite, editable=AGENT_HARNESS_EDITABLE)
@@ -321,21 +363,27 @@ def measure(name: str, root: Path, per_suite: int) -> dict[str, Any]:
     public = [t for t in tasks if public_by_rule(suite, t)]
     tasks = [t for t in tasks if t not in public]
     hits: dict[tuple[str, str], list[int]] = defaultdict(lambda: [0, 0])
+    missed: Counter[str] = Counter()
     for task in tasks:
         for location in LOCATIONS:
             for form in FORMS:
-                cand = make(seed, plant(seed, task, location, form, rng), "planted leak")
-                if cand is None:
+                edits, planted = plant(seed, task, location, form, rng)
+                planted_version = make(seed, edits, "planted leak")
+                if planted_version is None:
                     continue
-                report = scan_candidate(cand, seed, suite, editable=AGENT_HARNESS_EDITABLE)
-                hits[(location, form)][0] += detected(report, task)
+                report = scan_candidate(planted_version, seed, suite, editable=AGENT_HARNESS_EDITABLE)
+                found = detected(report, task)
+                hits[(location, form)][0] += found
                 hits[(location, form)][1] += 1
+                if not found:
+                    missed[f"{form}: {miss_reason(suite, task, planted, report)}"] += 1
     return {
         "legit": len(legit),
         "false_positives": false_pos,
         "hits": dict(hits),
         "tasks": len(tasks),
         "public": len(public),
+        "missed": missed,
         "kinds": Counter(w.split(":")[0].split(" ")[0] for w, _, _ in legit),
     }
 
@@ -348,12 +396,18 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--per-suite", type=int, default=40, help="sealed tasks planted per suite")
     parser.add_argument("--out", type=Path, help="also write the markdown table here")
+    parser.add_argument("--suites", nargs="+", choices=SUITES, default=list(SUITES))
+    parser.add_argument(
+        "--leaks-only",
+        action="store_true",
+        help="planted leaks only (the same ones): minutes, not half an hour",
+    )
     args = parser.parse_args()
     results = {}
     started = time.perf_counter()
     with tempfile.TemporaryDirectory() as tmp:
-        for name in SUITES:
-            results[name] = measure(name, Path(tmp), args.per_suite)
+        for name in args.suites:
+            results[name] = measure(name, Path(tmp), args.per_suite, args.leaks_only)
             r = results[name]
             fp = len(r["false_positives"])
             print(f"{name}.legitimate_candidates: {r['legit']} ({dict(r['kinds'])})")
@@ -363,11 +417,13 @@ def main() -> None:
                 print(f"{name}.false_positive: {line}")
             for (location, form), (k, n) in sorted(r["hits"].items()):
                 print(f"{name}.detected.{location}.{form}: {rate(k, n)}")
+            for why, count in r["missed"].most_common():
+                print(f"{name}.missed: {count} ({why})")
     lines = [
         "| suite | legitimate candidates | false positives | " + " | ".join(FORMS) + " | all planted |",
         "|---|---|---|" + "---|" * (len(FORMS) + 1),
     ]
-    totals = Counter()
+    totals: Counter[str] = Counter()
     for name, r in results.items():
         by_form = {
             form: [sum(r["hits"].get((loc, form), [0, 0])[i] for loc in LOCATIONS) for i in (0, 1)]
@@ -396,7 +452,10 @@ def main() -> None:
             n = sum(r["hits"].get((location, form), [0, 0])[1] for r in results.values())
             cells.append(rate(k, n))
         by_location.append(f"| {location} | " + " | ".join(cells) + " |")
-    table = "\n".join(lines) + "\n\n" + "\n".join(by_location) + "\n"
+    missed: Counter[str] = sum((r["missed"] for r in results.values()), Counter())
+    why_missed = ["| planted leaks missed, why | count |", "|---|---|"]
+    why_missed += [f"| {why} | {count} |" for why, count in missed.most_common()]
+    table = "\n\n".join("\n".join(t) for t in (lines, by_location, why_missed)) + "\n"
     print(table)
     print(f"seconds: {time.perf_counter() - started:.0f}")
     if args.out:

@@ -9,6 +9,7 @@ variable in their environment, and every trace and ledger row must arrive at the
 from __future__ import annotations
 
 import contextlib
+import os
 import re
 import shutil
 from collections.abc import Iterator
@@ -94,17 +95,26 @@ def customer(messages: list[dict[str, Any]], tools: Any, params: dict[str, Any])
 
 
 def ray_processes() -> dict[int, str]:
-    """pid -> command line of every process of the local Ray instance (workers, raylet, GCS)."""
-    out = {}
+    """pid -> command line of every process of the Ray instance this test process started (workers,
+    raylet, GCS: all its descendants; another test run's Ray on the same machine is not ours)."""
+    parent: dict[int, int] = {}
     for proc in Path("/proc").iterdir():
-        if not proc.name.isdigit():
-            continue
+        if proc.name.isdigit():
+            with contextlib.suppress(OSError, IndexError, ValueError):
+                parent[int(proc.name)] = int((proc / "stat").read_text().rsplit(")", 1)[1].split()[1])
+    ours, grew = {os.getpid()}, True
+    while grew:
+        more = {pid for pid, ppid in parent.items() if ppid in ours} - ours
+        ours |= more
+        grew = bool(more)
+    out = {}
+    for pid in ours - {os.getpid()}:
         try:
-            cmd = (proc / "cmdline").read_bytes().replace(b"\0", b" ").decode(errors="replace")
+            cmd = Path(f"/proc/{pid}/cmdline").read_bytes().replace(b"\0", b" ").decode(errors="replace")
         except OSError:
             continue
         if any(mark in cmd for mark in ("ray::", "default_worker.py", "raylet", "gcs_server")):
-            out[int(proc.name)] = cmd
+            out[pid] = cmd
     return out
 
 

@@ -170,4 +170,7 @@ def test_bench_runs_end_to_end_through_the_real_evaluator(bench: ModuleType, tmp
         ("bare litellm", 6, 0),
         ("harness-opt", 6, 0),
     ]
-    assert all(p["max_inflight"] == 2 for p in points)  # every client filled its concurrency
+    # The bare clients send both requests at once; a loaded machine may let harness-opt's first
+    # rollout finish before its second child is forked, so only "at most C" holds there.
+    assert [p["max_inflight"] for p in points[:3]] == [2, 2, 2]
+    assert 1 <= points[3]["max_inflight"] <= 2

@@ -488,6 +488,65 @@ class GCTimer:
         }
 
 
+PARTS = (
+    # (part, file suffix, function): cumulative CPU of these entry points, per rollout
+    ("model client", "harness_opt/llm/client.py", "complete"),
+    ("rollout in the broker (runner + session)", "harness_opt/runtime/broker.py", "run"),
+    ("channel frames in", "harness_opt/runtime/channel.py", "data_received"),
+    ("fork-server control", "harness_opt/runtime/forkserver.py", "_on_control"),
+    ("trace events (build + write)", "harness_opt/evaluate/evaluator.py", "_record"),
+    ("scoring", "harness_opt/evaluate/evaluator.py", "_score"),
+)
+
+
+def parts_of(raw: dict[Any, Any], total_s: float, rollouts: int, extra: dict[str, float]) -> dict[str, float]:
+    """The issue's budget, ms per rollout under the profiler: each part's cumulative time, the model
+    client taken out of the broker's rollout (the call is made inside it), and what is left (event
+    loop, evaluator, pydantic outside these calls). `extra`: parts measured apart (ledger thread, GC)."""
+    cum: dict[str, float] = {}
+    for (filename, _line, func), (_cc, _nc, _tt, ct, _callers) in raw.items():
+        for part, suffix, name in PARTS:
+            if func == name and filename.endswith(suffix):
+                cum[part] = cum.get(part, 0.0) + ct
+    broker = "rollout in the broker (runner + session)"
+    if broker in cum:
+        cum[broker] -= cum.get("model client", 0.0)
+    rest = total_s - sum(cum.values())
+    out = {k: 1000 * v / rollouts for k, v in cum.items()}
+    out["event loop, evaluator and the rest"] = 1000 * rest / rollouts
+    out.update({k: 1000 * v / rollouts for k, v in extra.items()})
+    return {k: round(v, 3) for k, v in out.items()}
+
+
+class LedgerTimer:
+    """CPU of the ledger writes, which run in a worker thread cProfile does not follow."""
+
+    def __init__(self) -> None:
+        self.cpu_s = 0.0
+        self._real: Any = None
+
+    def __enter__(self) -> LedgerTimer:
+        from harness_opt.ledger import Ledger
+
+        real = self._real = Ledger.add_rollouts
+        timer = self
+
+        def timed(ledger: Any, *args: Any, **kwargs: Any) -> Any:
+            t0 = time.thread_time()
+            try:
+                return real(ledger, *args, **kwargs)
+            finally:
+                timer.cpu_s += time.thread_time() - t0
+
+        Ledger.add_rollouts = timed  # type: ignore[method-assign]
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        from harness_opt.ledger import Ledger
+
+        Ledger.add_rollouts = self._real  # type: ignore[method-assign]
+
+
 def profile_harness_opt(args: argparse.Namespace, out: Path) -> dict[str, Any]:
     """cProfile one harness-opt point and attribute own time (tottime) to the layer it belongs to.
 
@@ -502,6 +561,7 @@ def profile_harness_opt(args: argparse.Namespace, out: Path) -> dict[str, Any]:
     rollouts = rollouts_for(concurrency, latency_ms / 1000.0, args.n, args.seconds, args.n_min)
     profiler = cProfile.Profile(time.process_time)
     gc_timer = GCTimer()
+    ledger_timer = LedgerTimer()
 
     async def go() -> Point:
         with (
@@ -512,11 +572,13 @@ def profile_harness_opt(args: argparse.Namespace, out: Path) -> dict[str, Any]:
             os.environ["HARNESS_OPT_TRACES"] = str(Path(tmp) / "traces")
             await harness_opt_eval(server, concurrency, 2 * concurrency, Path(tmp), args.isolation)
             gc_timer.__enter__()
+            ledger_timer.__enter__()
             profiler.enable()
             try:
                 return await harness_opt_eval(server, concurrency, rollouts, Path(tmp), args.isolation)
             finally:
                 profiler.disable()
+                ledger_timer.__exit__()
                 gc_timer.__exit__()
 
     point = asyncio.run(go())
@@ -544,6 +606,16 @@ def profile_harness_opt(args: argparse.Namespace, out: Path) -> dict[str, Any]:
         f"cProfile, {total:.2f} s profiled own time, {1000 * total / rollouts:.2f} ms/rollout"
     )
     console.print(f"  garbage collector (not in cProfile): {gc_timer.summary(rollouts)}")
+    extra = {"ledger writes (worker thread)": ledger_timer.cpu_s, "garbage collector": sum(gc_timer.cpu_s)}
+    parts = parts_of(raw, total, rollouts, extra)
+    scale = point.cpu_s / (total + sum(extra.values())) if total else 0.0
+    console.print(
+        f"  [bold]budget[/] of the bench process, ms per rollout (profiled; x{scale:.2f} = unprofiled "
+        f"CPU of this point, {1000 * point.cpu_s / rollouts:.2f} ms incl. profiler overhead; sandbox "
+        f"processes {point.children_ms_per_rollout():.2f} ms on top):"
+    )
+    for name, ms in parts.items():
+        console.print(f"    {name:44s} {ms:7.3f} ms")
     for name, tt in shares:
         per = 1000 * tt / rollouts
         console.print(f"  {name:42s} {tt:7.2f} s  {100 * tt / total:5.1f}%  {per:6.3f} ms/rollout")
@@ -556,6 +628,8 @@ def profile_harness_opt(args: argparse.Namespace, out: Path) -> dict[str, Any]:
         "rollouts": rollouts,
         "rps_under_profiler": point.rps,
         "gc": gc_timer.summary(rollouts),
+        "parts_ms_per_rollout": parts,
+        "sandbox_ms_per_rollout": point.children_ms_per_rollout(),
         "pstats": str(out),
         "own_time_s": total,
         "buckets_ms_per_rollout": {k: 1000 * v / rollouts for k, v in shares},

@@ -77,7 +77,9 @@ def _user_path(name: str, runner: CliRunner, max_tokens: int) -> None:
 
 
 @pytest.mark.slow
-@pytest.mark.timeout(1200)
+# A hang guard, not a speed test: acme's run took 1236 s (to its sealed test split) at load 14 on 2
+# cores, where the classification and JSON runs took 470 s and 415 s.
+@pytest.mark.timeout(2400)
 @pytest.mark.parametrize("name", list(CASES))
 def test_operators_optimize_a_suite_made_only_through_the_user_path(
     name: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch

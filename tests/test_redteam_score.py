@@ -135,13 +135,14 @@ def _say(kind: str) -> tuple[Any, str | None, str | None]:
     return asyncio.run(session.serve(frames))  # type: ignore[arg-type]
 
 
-@pytest.mark.parametrize("kind", ["context_overflow", "bad_request"])
-def test_a_message_that_overflows_the_simulated_user_is_the_versions_failure(kind: str) -> None:
+def test_a_message_that_overflows_the_simulated_user_is_the_versions_failure() -> None:
     """ctx.say("x" * 8 MB) overflowed the simulated user's context and the rollout was recorded as
     `llm_error`, an infrastructure failure: a τ² harness could drop any task from its score that way."""
-    _, error, _ = _say(kind)
-    assert error == kind and not is_infra_error(error)
+    _, error, _ = _say("context_overflow")
+    assert error == "context_overflow" and not is_infra_error(error)
 
 
-def test_a_simulated_user_outage_is_still_the_infrastructures() -> None:
-    assert _say("server_error")[1] == "llm_error"
+@pytest.mark.parametrize("kind", ["server_error", "bad_request"])
+def test_a_simulated_user_outage_or_refusal_is_still_the_infrastructures(kind: str) -> None:
+    """An outage, or a request the user model refuses (its own settings, test_say's dead user)."""
+    assert _say(kind)[1] == "llm_error"

@@ -16,7 +16,6 @@ from typing import TYPE_CHECKING, Any
 from pydantic import ValidationError
 
 from harness_opt.harness.manifest import RolloutLimits
-from harness_opt.llm.failures import REQUEST_FAULTS
 from harness_opt.llm.params import ParamError, check_messages
 from harness_opt.llm.types import LLMRequest, LLMResult
 from harness_opt.records import (
@@ -274,11 +273,13 @@ class RolloutSession:
                     agent_message=message, done=True, error=detail, latency_s=time.perf_counter() - t0
                 )
             )
-            # A conversation the harness made too long or malformed fails the same way every time: the
-            # version's failure, never the infrastructure's (or ctx.say("x" * 8 MB) drops any task).
-            kind = getattr(exc, "kind", None)
-            if kind in REQUEST_FAULTS:
-                raise Abort(kind, f"user simulator refused the conversation: {detail}") from None
+            # A conversation the harness made too long fails the same way every time: the version's
+            # failure, never the infrastructure's (or ctx.say("x" * 8 MB) drops any task). A refused
+            # request (bad_request) may be the suite's own misconfiguration: that stays llm_error.
+            if getattr(exc, "kind", None) == "context_overflow":
+                raise Abort(
+                    "context_overflow", f"user simulator refused the conversation: {detail}"
+                ) from None
             raise Abort("llm_error", f"user simulator failed: {detail}") from None
         done = bool(getattr(turn, "done", False))
         reply = None if done else str(getattr(turn, "content", None) or "")

@@ -53,12 +53,18 @@ def apply_call_rule(
     model call `llm_error`): a request of the agent's own (`agent_failure`, its cause) that the
     provider refused as too long or malformed is the version's failure (`context_overflow`,
     `bad_request`); any other failure for good is the infrastructure's (`llm_error`), also when the
-    call was the suite's (a simulated user, or a judge the suite turned into a 0 without an error)."""
+    call was the suite's (a simulated user, or a judge the suite turned into a 0 without an error).
+    One exception on the scorer's side: a judge that overflowed on the output scored an output the
+    version chose to make that long, so that is the version's `context_overflow` too (else a harness
+    could drop any task from its mean by padding its output past the judge's context)."""
     cause = calls.last_failure
     if cause is None:
         return score, error, detail
     if error == "llm_error" and agent_failure in REQUEST_FAULTS:
         return score, agent_failure, detail
+    if error is None and cause == "context_overflow":
+        why = f"the output overflowed the scorer's model: {account_text}"
+        return Score(score=0.0, passed=False, feedback=why), "context_overflow", why
     if error is None:
         why = f"a model call of the scorer failed for good: {account_text}"
         return Score(score=0.0, passed=False, feedback=why), "llm_error", why

@@ -4,7 +4,8 @@ bwrap builds `/` and `/dev` as tmpfs without a size cap that the sandbox user ma
 harness sandbox remounted them read-only, a rollout wrote 48 MiB into each of `/`, `/opt`, `/dev`,
 `/etc` (past the 256 MiB `/tmp` cap) and the next rollout of the same fork server read what it left.
 Likewise memory agent.py maps shared while it is imported (in the fork server) was the same pages in
-every rollout: a channel between rollouts and trials. These tests never skip: without a working bubblewrap they fail.
+every rollout: a channel between rollouts and trials. These tests never skip: without a working
+bubblewrap they fail.
 """
 
 from __future__ import annotations

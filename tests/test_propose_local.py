@@ -18,6 +18,7 @@ REPO = Path(__file__).resolve().parents[1]
 
 
 @pytest.mark.slow
+@pytest.mark.nightly  # 4-5 minutes of the embedded model on 2 cores: `python3 -m pytest -m nightly`
 @pytest.mark.timeout(1200)
 def test_local_meta_model_reaches_the_iteration_limit_inside_its_context(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch

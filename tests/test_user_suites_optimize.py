@@ -80,12 +80,10 @@ def _user_path(name: str, runner: CliRunner, max_tokens: int) -> None:
 # A hang guard, not a speed test: acme's run took 1236 s (to its sealed test split) at load 14 on 2
 # cores, where the classification and JSON runs took 470 s and 415 s.
 @pytest.mark.timeout(2400)
-# CI runs the classification suite (the label-name collision of issue 14); the JSON and tool-loop
-# suites take 7-14 more minutes on 2 cores and run with `python3 -m pytest -m nightly`.
-@pytest.mark.parametrize(
-    "name",
-    [n if n == "intents" else pytest.param(n, marks=pytest.mark.nightly) for n in CASES],
-)
+# Each run takes 7-14 minutes on 2 cores, past what CI's 30 minutes allow next to the rest:
+# `python3 -m pytest -m nightly` runs them (the label-name collision itself is in test_scan.py).
+@pytest.mark.nightly
+@pytest.mark.parametrize("name", list(CASES))
 def test_operators_optimize_a_suite_made_only_through_the_user_path(
     name: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:

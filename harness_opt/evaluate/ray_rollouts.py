@@ -221,23 +221,7 @@ class RemoteSession(RolloutSession):
 class NodeRunner(HarnessRunner):
     """`HarnessRunner` whose rollouts use `RemoteSession`."""
 
-    async def run(self, task: Task, env: Environment, llm: LLMFn) -> RolloutResult:
-        from harness_opt.records import utcnow
-
-        started = utcnow()
-        async with self._slots:
-            rollout = RemoteSession(
-                task, env, llm, model=self.model, model_params=self.model_params, limits=self.limits
-            )
-            output, error, detail = await self._run(rollout)
-        return RolloutResult(
-            output=output,
-            events=rollout.events,
-            error=error,
-            error_detail=detail,
-            started=started,
-            ended=utcnow(),
-        )
+    session_class = RemoteSession
 
 
 class RolloutHost:

@@ -114,6 +114,9 @@ class HarnessRunner:
     `run` never raises for a rollout's failure; the fork server is restarted if it dies or stops.
     """
 
+    session_class: type[RolloutSession] = RolloutSession
+    """How a rollout's requests are served (the Ray executor's nodes relay them to the driver)."""
+
     def __init__(
         self,
         version: HarnessVersion,
@@ -203,7 +206,7 @@ class HarnessRunner:
         """One rollout of `task`: only `task.id` and `task.input` reach the harness."""
         started = utcnow()
         async with self._slots:
-            rollout = RolloutSession(
+            rollout = self.session_class(
                 task, env, llm, model=self.model, model_params=self.model_params, limits=self.limits
             )
             output, error, detail = await self._run(rollout)
